@@ -1,0 +1,104 @@
+"""Per-case 3D segmentation metrics in physical units, on the reference's own grid.
+
+Overlap and surface distances are MONAI's (``compute_dice``, ``get_confusion_matrix``,
+``compute_hausdorff_distance``, ``compute_average_surface_distance``) with the voxel spacing passed in,
+so distances are in mm. Volume metrics are in mL. The lesion-wise F1 follows the ISLES'22 evaluation
+(de la Rosa et al., arXiv:2403.19425): 26-connected reference lesions are hits when any predicted voxel
+overlaps them; the voxels of hit lesions are removed from the prediction and its remaining 26-connected
+components are false positives; F1 = TP / (TP + (FP + FN) / 2), and 1 when both masks are empty.
+
+Conventions for empty masks (summaries skip NaN and report how many values they averaged):
+Dice is 1 when both are empty; precision is NaN when nothing is predicted and recall NaN when the
+reference is empty (both 1 when both are empty); HD, HD95 and ASSD are 0 when both are empty and NaN
+when exactly one is; RVE is NaN for an empty reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.metrics import (
+    compute_average_surface_distance,
+    compute_confusion_matrix_metric,
+    compute_dice,
+    compute_hausdorff_distance,
+    get_confusion_matrix,
+)
+from scipy import ndimage
+
+__all__ = ["segmentation_metrics", "lesion_wise_counts", "METRICS"]
+
+METRICS = (
+    "dice", "precision", "recall", "hd", "hd95", "assd", "rve", "volume_ref_ml", "volume_pred_ml",
+    "abs_volume_diff_ml", "lesion_count_diff", "lesion_f1",
+)
+_CONN26 = np.ones((3, 3, 3), bool)
+
+
+def _t(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+
+
+def lesion_wise_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[int, int, int, int, int]:
+    """ISLES'22 lesion-wise (TP, FP, FN, reference lesions, predicted lesions), 26-connectivity."""
+    pred = np.asarray(pred, bool).copy()
+    labels, n_ref = ndimage.label(ref, structure=_CONN26)
+    _, n_pred = ndimage.label(pred, structure=_CONN26)
+    hits = np.unique(labels[pred & (labels > 0)])
+    tp = len(hits)
+    fn = n_ref - tp
+    pred &= ~np.isin(labels, hits)
+    _, fp = ndimage.label(pred, structure=_CONN26)
+    return tp, fp, fn, n_ref, n_pred
+
+
+def _crop(pred: np.ndarray, ref: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cropped to the bounding box of their union (plus a margin): same distances, less work."""
+    union = pred | ref
+    if not union.any():
+        return pred, ref
+    lo, hi = [], []
+    for ax in range(union.ndim):
+        other = tuple(a for a in range(union.ndim) if a != ax)
+        idx = np.flatnonzero(union.any(axis=other))
+        lo.append(max(0, idx[0] - margin))
+        hi.append(min(union.shape[ax], idx[-1] + margin + 1))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return pred[box], ref[box]
+
+
+def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """All metrics of :data:`METRICS` for binary 3D masks on one grid with voxel ``spacing`` (mm)."""
+    pred = np.asarray(pred, bool)
+    ref = np.asarray(ref, bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    spacing = tuple(float(s) for s in spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    p, r = _t(pred), _t(ref)
+    n_pred, n_ref = int(pred.sum()), int(ref.sum())
+    out: dict[str, float] = {}
+    out["dice"] = float(compute_dice(p, r, include_background=True, ignore_empty=False)[0, 0])
+    cm = get_confusion_matrix(p, r, include_background=True)
+    both_empty = n_pred == 0 and n_ref == 0
+    out["precision"] = 1.0 if both_empty else (float(compute_confusion_matrix_metric("precision", cm)[0, 0]) if n_pred else float("nan"))
+    out["recall"] = 1.0 if both_empty else (float(compute_confusion_matrix_metric("sensitivity", cm)[0, 0]) if n_ref else float("nan"))
+    if both_empty:
+        out["hd"] = out["hd95"] = out["assd"] = 0.0
+    elif n_pred == 0 or n_ref == 0:
+        out["hd"] = out["hd95"] = out["assd"] = float("nan")
+    else:
+        cp, cr = _crop(pred, ref)
+        tp_, tr_ = _t(cp), _t(cr)
+        out["hd"] = float(compute_hausdorff_distance(tp_, tr_, include_background=True, spacing=spacing)[0, 0])
+        out["hd95"] = float(compute_hausdorff_distance(tp_, tr_, include_background=True, percentile=95, spacing=spacing)[0, 0])
+        out["assd"] = float(compute_average_surface_distance(tp_, tr_, include_background=True, symmetric=True, spacing=spacing)[0, 0])
+    v_pred, v_ref = n_pred * voxel_ml, n_ref * voxel_ml
+    out["rve"] = (v_pred - v_ref) / v_ref if n_ref else float("nan")
+    out["volume_ref_ml"] = v_ref
+    out["volume_pred_ml"] = v_pred
+    out["abs_volume_diff_ml"] = abs(v_pred - v_ref)
+    tp, fp, fn, lesions_ref, lesions_pred = lesion_wise_counts(pred, ref)
+    out["lesion_count_diff"] = float(abs(lesions_pred - lesions_ref))
+    out["lesion_f1"] = 1.0 if tp + fp + fn == 0 else tp / (tp + (fp + fn) / 2)
+    return out
