@@ -35,5 +35,37 @@ def rcbf_rule(cbf: np.ndarray, ct: np.ndarray, fraction: float = 0.3, hu_range: 
     return (tissue & (cbf < fraction * reference)).astype(np.uint8)
 
 
-#: rule name -> (function, datalist keys it reads, in order)
-RULES = {"adc": (adc_rule, ("adc",)), "rcbf": (rcbf_rule, ("cbf", "ct"))}
+#: rule name -> (function, datalist keys it reads in order; "a|b" takes whichever the entry has)
+RULES = {"adc": (adc_rule, ("adc",)), "rcbf": (rcbf_rule, ("cbf", "ct|ncct"))}
+
+
+def predict_datalist(datalist: str, rule: str, out: str, split: str = "training") -> tuple[int, list[dict]]:
+    """Apply ``rule`` to every case of ``split`` and write ``<out>/<case_id>.nii.gz`` on the input's grid.
+
+    Returns the number of masks written and the failures (case, error); bad cases do not stop the others.
+    """
+    from pathlib import Path
+
+    from .data.nifti import InputError, load_nifti, save_nifti
+    from .metrics.evaluate import load_datalist_entries
+
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose from {sorted(RULES)}")
+    fn, keys = RULES[rule]
+    out_dir = Path(out)
+    written, failures = 0, []
+    for e in load_datalist_entries(datalist, split):
+        try:
+            paths = []
+            for k in keys:
+                options = [o for o in k.split("|") if o in e]
+                if not options:
+                    raise InputError(datalist, f"case {e.get('case_id')} has no '{k}' image")
+                paths.append(e[options[0]])
+            vols = [load_nifti(p, "image") for p in paths]
+            mask = fn(*[v.data for v in vols])
+            save_nifti(mask, vols[0].affine, out_dir / f"{e['case_id']}.nii.gz", np.uint8)
+            written += 1
+        except (InputError, ValueError) as err:
+            failures.append({"case_id": e.get("case_id"), "error": str(err)})
+    return written, failures

@@ -1,0 +1,116 @@
+"""The ``strokezoo`` command (python-fire). Each command's ``--help`` shows its docstring."""
+
+from __future__ import annotations
+
+import sys
+
+import fire
+
+from .data.nifti import InputError
+
+__all__ = ["main"]
+
+
+def synth(layout: str, out: str, cases: int = 10, seed: int = 0, scale: float = 1.0, difficulty: float = 0.5, workers: int | None = None) -> None:
+    """Write a synthetic stroke cohort in the exact layout of a release.
+
+    Layouts: isles2015-siss, isles2015-spes, isles2017, isles2018, isles2022, isles2024, apis.
+    ``--scale`` shrinks the matrix (1.0 = the release's grid), ``--difficulty`` runs from 0 (easy) to 1.
+    A summary of lesion volumes (and inter-rater kappa where raters are written) goes to
+    OUT/synth_summary.json.
+
+    Example:
+        strokezoo synth --layout isles2022 --cases 10 --seed 0 --out data/isles2022_synth
+    """
+    from .data.synth import synthesize_cohort
+
+    s = synthesize_cohort(layout, out, cases=cases, seed=seed, scale=scale, difficulty=difficulty, workers=workers)
+    print(f"wrote {s['cases']} {layout} cases to {out} in {s['seconds']} s")
+
+
+def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: int = 0, relative: bool = False, check: bool = True, patients: str | None = None) -> None:
+    """Write a MONAI datalist JSON (patient-level folds) for a dataset in its release layout.
+
+    Every file is opened and checked; bad cases are listed on stderr and in "failures", the others are
+    written, and the exit status is 1 when any case was bad. Nothing under ROOT is written.
+
+    Example:
+        strokezoo datalist --root data/ISLES-2022 --layout auto --folds 5 --out datalist.json
+    """
+    from .data.datalist import build_datalist
+
+    d = build_datalist(root, out, layout=layout, folds=folds, seed=seed, relative=relative, check=check, patients=patients)
+    print(f"{d['layout']}: {len(d['training'])} training and {len(d['testing'])} testing cases, {len(d['failures'])} bad -> {out}")
+    if d["failures"]:
+        sys.exit(1)
+
+
+def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0) -> None:
+    """Score predicted masks (PRED/<case_id>.nii.gz) against a datalist's labels with 3D metrics.
+
+    Dice, precision, recall, HD, HD95, ASSD (mm), RVE, volumes and absolute volume difference (mL),
+    lesion-count difference and lesion-wise F1 (ISLES'22); with --image_pred and --image_key, SSIM and
+    PSNR of synthesized images, global and around the lesion. Writes OUT/metrics.csv, summary.json,
+    report.md; exits 1 if any case could not be scored.
+
+    Example:
+        strokezoo evaluate --pred outputs/preds --ref datalist.json --out outputs/eval
+    """
+    from .metrics.evaluate import evaluate as run
+
+    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm)
+    dice = s["metrics"]["dice"]
+    print(f"{s['cases']} cases: Dice {dice['mean']:.3f} (median {dice['median']:.3f}); report in {out}/report.md" if s["cases"] else "no case scored")
+    if s["failures"]:
+        sys.exit(1)
+
+
+def baseline(datalist: str, rule: str, out: str, split: str = "training") -> None:
+    """Predict lesions with a clinical threshold rule: "adc" (ADC < 620e-6 mm^2/s) or "rcbf" (CBF < 30 %).
+
+    Example:
+        strokezoo baseline --datalist datalist.json --rule adc --out outputs/adc_rule
+    """
+    from .baselines import predict_datalist
+
+    n, failures = predict_datalist(datalist, rule, out, split)
+    for f in failures:
+        print(f"cannot predict {f['case_id']}: {f['error']}", file=sys.stderr)
+    print(f"wrote {n} masks to {out}")
+    if failures:
+        sys.exit(1)
+
+
+def show(case_dir: str, out: str = "case.png", label: str | None = None, z: int | None = None) -> None:
+    """Draw a montage of a case's modalities at one axial slice with the lesion outline.
+
+    Example:
+        strokezoo show data/isles2018_synth/TRAINING/case_1 --out case_1.png
+    """
+    from .visualize import show_case
+
+    print(show_case(case_dir, out, label=label, z=z))
+
+
+def demo(out: str = "demo_output", cases: int = 8) -> None:
+    """Synthesize ISLES 2022 and ISLES 2018 cohorts, build datalists, run the clinical threshold rules,
+    evaluate them and write OUT/report.md.
+
+    Example:
+        strokezoo demo --out demo_output
+    """
+    from .demo import run_demo
+
+    print(run_demo(out, cases))
+
+
+def main() -> None:
+    try:
+        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
+    except (InputError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

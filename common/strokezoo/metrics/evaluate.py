@@ -1,0 +1,145 @@
+"""``strokezoo evaluate``: 3D metrics of a folder of predicted masks against a datalist's references.
+
+Each prediction is matched to its case by file name (``<case_id>.nii.gz``, or ``<case_id>_<anything>``
+without "prob" in it), must be a binary mask on the reference label's grid, and is scored on that grid in
+mm and mL (:mod:`.segmentation`). Optionally a folder of synthesized images is scored against one
+modality of the datalist (SSIM/PSNR, :mod:`.image_quality`). Writes ``metrics.csv`` (one row per case),
+``summary.json`` (mean, sd, median and n of every metric, NaN skipped) and ``report.md``; cases that
+cannot be scored are listed in both and make the command exit non-zero, after the others are scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datalist import write_json_atomic
+from ..data.nifti import InputError, load_nifti, same_grid
+from .image_quality import image_quality
+from .segmentation import METRICS, segmentation_metrics
+
+__all__ = ["evaluate", "find_prediction", "load_datalist_entries", "summarize"]
+
+
+def load_datalist_entries(ref: str | os.PathLike, split: str = "training") -> list[dict]:
+    """Entries of ``split`` with every path made absolute (relative ones resolve against ``root``)."""
+    ref = Path(ref)
+    try:
+        data = json.loads(ref.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(ref, f"not a readable datalist JSON ({e})") from None
+    if split not in data:
+        raise InputError(ref, f"has no '{split}' list")
+    root = Path(data.get("root") or ref.parent)
+    entries = []
+    for e in data[split]:
+        e = dict(e)
+        for k, v in e.items():
+            if isinstance(v, str) and v.lower().endswith((".nii", ".nii.gz")) and not os.path.isabs(v):
+                e[k] = str(root / v)
+        entries.append(e)
+    return entries
+
+
+def find_prediction(folder: Path, case_id: str) -> Path:
+    """The one file of ``folder`` named ``<case_id>.nii[.gz]`` or ``<case_id>_*.nii[.gz]`` (not a probability map)."""
+    hits = [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith((".nii", ".nii.gz"))]
+    exact = [p for p in hits if p.name in (f"{case_id}.nii.gz", f"{case_id}.nii")]
+    if exact:
+        return exact[0]
+    loose = [p for p in hits if p.name.startswith(f"{case_id}_") and "prob" not in p.name.lower()]
+    if len(loose) == 1:
+        return loose[0]
+    if not loose:
+        raise InputError(folder / f"{case_id}.nii.gz", "no prediction for this case")
+    raise InputError(folder, f"several predictions match case {case_id}: {[p.name for p in loose]}")
+
+
+def summarize(rows: list[dict], keys: list[str]) -> dict:
+    """mean, sd (ddof=1), median and n of each metric over the rows, NaN values skipped."""
+    out = {}
+    for k in keys:
+        v = np.array([r[k] for r in rows if k in r and r[k] is not None and math.isfinite(r[k])], dtype=np.float64)
+        out[k] = {
+            "mean": float(v.mean()) if v.size else None,
+            "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+            "median": float(np.median(v)) if v.size else None,
+            "n": int(v.size),
+        }
+    return out
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def evaluate(
+    pred: str | os.PathLike,
+    ref: str | os.PathLike,
+    out: str | os.PathLike,
+    label_key: str = "label",
+    split: str = "training",
+    image_pred: str | os.PathLike | None = None,
+    image_key: str | None = None,
+    margin_mm: float = 10.0,
+) -> dict:
+    """Score every case of ``split`` in datalist ``ref``; returns the summary (also written to ``out``)."""
+    pred, out = Path(pred), Path(out)
+    if not pred.is_dir():
+        raise InputError(pred, "prediction folder does not exist")
+    if image_pred is not None and image_key is None:
+        raise ValueError("image_key (the datalist modality to compare with) is needed with image_pred")
+    entries = load_datalist_entries(ref, split)
+    rows, failures = [], []
+    for e in entries:
+        cid = e.get("case_id", "?")
+        try:
+            if label_key not in e:
+                raise InputError(ref, f"case {cid} has no '{label_key}'")
+            ref_vol = load_nifti(e[label_key], "label")
+            p_path = find_prediction(pred, cid)
+            p_vol = load_nifti(p_path, "label")
+            diff = same_grid(p_vol, ref_vol, 1e-3)
+            if diff:
+                raise InputError(p_path, f"prediction is not on the reference grid: {diff}")
+            row = {"case_id": cid, **segmentation_metrics(p_vol.data, ref_vol.data, ref_vol.zooms)}
+            if image_pred is not None:
+                img_ref = load_nifti(e[image_key], "image")
+                img = load_nifti(find_prediction(Path(image_pred), cid), "image")
+                if img.spatial_shape != img_ref.spatial_shape:
+                    raise InputError(img.path, f"shape {img.spatial_shape} differs from {img_ref.path}")
+                row.update(image_quality(img.data, img_ref.data, ref_vol.data.astype(bool), ref_vol.zooms, margin_mm))
+            rows.append(row)
+        except (InputError, ValueError) as err:
+            failures.append({"case_id": cid, "error": str(err)})
+            print(f"cannot evaluate {cid}: {err}", file=sys.stderr)
+    keys = list(METRICS) + (["ssim", "psnr", "ssim_lesion", "psnr_lesion"] if image_pred is not None else [])
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["case_id", *keys])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    tmp = out / ".metrics.csv.tmp"
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, out / "metrics.csv")
+    summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
+               "metrics": summarize(rows, keys), "failures": failures}
+    write_json_atomic(summary, out / "summary.json")
+    lines = [f"# Evaluation of {pred}", "", f"{len(rows)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; distances in mm, volumes in mL.", "",
+             "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
+    for k in keys:
+        s = summary["metrics"][k]
+        lines.append(f"| {k} | {_fmt(s['mean'])} | {_fmt(s['sd'])} | {_fmt(s['median'])} | {s['n']} |")
+    if failures:
+        lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
+    (out / ".report.md.tmp").write_text("\n".join(lines) + "\n")
+    os.replace(out / ".report.md.tmp", out / "report.md")
+    return summary
