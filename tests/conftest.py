@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic cohorts of every release layout, generated once per test session."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from strokezoo.data.layouts import LAYOUTS
+from strokezoo.data.synth import synthesize_cohort
+
+SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory):
+    """``cohort(layout)`` -> (root, summary) of a 3-case, scale-0.3 cohort, cached per session."""
+    made: dict[str, tuple[Path, dict]] = {}
+
+    def get(layout: str) -> tuple[Path, dict]:
+        if layout not in made:
+            root = tmp_path_factory.mktemp(layout)
+            made[layout] = (root, synthesize_cohort(layout, root, **SMALL))
+        return made[layout]
+
+    return get
+
+
+def tree_digest(root: Path) -> str:
+    """Hash of every file's path, size and bytes under ``root``: proves that nothing was written there."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+ALL_LAYOUTS = sorted(LAYOUTS)
