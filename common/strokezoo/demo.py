@@ -15,7 +15,7 @@ _STEPS = (
 )
 
 
-def run_demo(out: str = "demo_output", cases: int = 8) -> Path:
+def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0) -> Path:
     """Run synth -> datalist -> threshold rule -> evaluate -> show for each cohort; returns the report path."""
     from .baselines import predict_datalist
     from .data.datalist import build_datalist
@@ -29,16 +29,16 @@ def run_demo(out: str = "demo_output", cases: int = 8) -> Path:
     for layout, rule, text in _STEPS:
         t0 = time.perf_counter()
         data = out / "data" / layout
-        s = synthesize_cohort(layout, data, cases=cases, seed=0)
+        s = synthesize_cohort(layout, data, cases=cases, seed=0, scale=scale)
         dl = out / f"{layout}_datalist.json"
         build_datalist(data, dl, layout=layout, folds=4)
         predict_datalist(str(dl), rule, str(out / "predictions" / layout))
         summary = evaluate(out / "predictions" / layout, dl, out / "evaluation" / layout)
         m = summary["metrics"]
         first = json.loads(dl.read_text())["training"][0]
-        case_dir = Path(first["label"]).parent
-        show_case(Path(first[next(k for k in first if k in ("adc", "ct"))]).parent.parent if layout == "isles2018" else case_dir.parents[2] / "rawdata" / first["case_id"],
-                  out / f"{layout}_{first['case_id']}.png", label=first["label"])
+        image = Path(first["adc"] if "adc" in first else first["ct"])
+        case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]  # BIDS sub-*/ses/dwi or case/token
+        show_case(case_dir, out / f"{layout}_{first['case_id']}.png", label=first["label"])
         lines.append(
             f"| {layout} | {text} | {summary['cases']} | {m['dice']['mean']:.3f} ({m['dice']['median']:.3f}) | "
             f"{m['hd95']['median'] or float('nan'):.1f} | {m['lesion_f1']['mean']:.3f} | {m['abs_volume_diff_ml']['mean']:.1f} | {s['seconds']:.0f} |"

@@ -1,0 +1,113 @@
+"""The ``strokezoo`` command: help texts, baseline -> evaluate against MONAI's DiceMetric, show, demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tree_digest
+from monai.metrics import DiceMetric, HausdorffDistanceMetric
+
+from strokezoo.data.datalist import build_datalist
+from strokezoo.data.nifti import load_nifti
+
+CLI = [sys.executable, "-m", "strokezoo.cli"]
+
+
+def run(*args):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "baseline", "show", "demo"])
+def test_help_has_an_example(command):
+    r = run(command, "--help")
+    text = r.stdout + r.stderr
+    assert "Example" in text and f"strokezoo {command}" in text
+
+
+def test_baseline_then_evaluate_matches_monai(cohort, tmp_path):
+    root, _ = cohort("isles2022")
+    before = tree_digest(root)
+    dl = tmp_path / "dl.json"
+    assert run("datalist", "--root", root, "--out", dl).returncode == 0
+    assert run("baseline", "--datalist", dl, "--rule", "adc", "--out", tmp_path / "pred").returncode == 0
+    r = run("evaluate", "--pred", tmp_path / "pred", "--ref", dl, "--out", tmp_path / "eval")
+    assert r.returncode == 0, r.stderr
+    rows = {row["case_id"]: row for row in csv.DictReader((tmp_path / "eval" / "metrics.csv").open())}
+    entries = json.loads(dl.read_text())["training"]
+    assert set(rows) == {e["case_id"] for e in entries}
+    dice_metric = DiceMetric(include_background=True, ignore_empty=False)
+    for e in entries:
+        ref = load_nifti(e["label"], "label")
+        pred = load_nifti(tmp_path / "pred" / f"{e['case_id']}.nii.gz", "label")
+        # The rule itself, recomputed independently from the ADC file.
+        adc = load_nifti(e["adc"]).data
+        np.testing.assert_array_equal(pred.data, ((adc > 0) & (adc < 620)).astype(np.uint8))
+        p, t = torch.from_numpy(pred.data[None, None].astype(np.float32)), torch.from_numpy(ref.data[None, None].astype(np.float32))
+        assert float(rows[e["case_id"]]["dice"]) == pytest.approx(float(dice_metric(p, t)), abs=1e-5)
+        if pred.data.any() and ref.data.any():
+            expected = float(HausdorffDistanceMetric(include_background=True, percentile=95)(p, t, spacing=ref.zooms))
+            assert float(rows[e["case_id"]]["hd95"]) == pytest.approx(expected, rel=1e-4)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    dices = [float(r["dice"]) for r in rows.values()]
+    assert summary["metrics"]["dice"]["mean"] == pytest.approx(np.mean(dices), abs=1e-5)
+    assert summary["metrics"]["dice"]["n"] == len(dices)
+    assert (tmp_path / "eval" / "report.md").read_text().startswith("# Evaluation")
+    assert tree_digest(root) == before
+
+
+def test_evaluate_keeps_going_and_exits_nonzero(cohort, tmp_path):
+    root, _ = cohort("apis")
+    dl = tmp_path / "dl.json"
+    build_datalist(root, dl)
+    run("baseline", "--datalist", dl, "--rule", "adc", "--out", tmp_path / "pred")
+    preds = sorted((tmp_path / "pred").iterdir())
+    preds[0].unlink()  # missing prediction
+    preds[1].write_bytes(b"")  # zero-byte prediction
+    r = run("evaluate", "--pred", tmp_path / "pred", "--ref", dl, "--out", tmp_path / "eval")
+    assert r.returncode == 1
+    assert "no prediction for this case" in r.stderr and "empty file (0 bytes)" in r.stderr
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["cases"] == 1 and len(summary["failures"]) == 2
+
+
+def test_evaluate_refuses_prediction_off_grid(cohort, tmp_path):
+    import nibabel as nib
+
+    root, _ = cohort("apis")
+    dl = tmp_path / "dl.json"
+    build_datalist(root, dl)
+    run("baseline", "--datalist", dl, "--rule", "adc", "--out", tmp_path / "pred")
+    p = sorted((tmp_path / "pred").iterdir())[0]
+    img = nib.load(str(p))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::2], img.affine), str(p))
+    r = run("evaluate", "--pred", tmp_path / "pred", "--ref", dl, "--out", tmp_path / "eval")
+    assert r.returncode == 1 and "not on the reference grid" in r.stderr
+
+
+def test_show_writes_png(cohort, tmp_path):
+    root, _ = cohort("isles2018")
+    case = sorted((root / "TRAINING").iterdir())[0]
+    r = run("show", case, "--out", tmp_path / "case.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "case.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_error_is_clear(tmp_path):
+    r = run("datalist", "--root", tmp_path / "missing", "--out", tmp_path / "x.json")
+    assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_writes_report(tmp_path):
+    from strokezoo.demo import run_demo
+
+    report = run_demo(str(tmp_path / "demo"), cases=2, scale=0.3)
+    text = Path(report).read_text()
+    assert "isles2022" in text and "isles2018" in text
+    assert len(list((tmp_path / "demo").glob("*.png"))) == 2
