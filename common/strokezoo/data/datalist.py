@@ -1,0 +1,176 @@
+"""``strokezoo datalist``: a MONAI datalist with patient-level folds from a dataset in its release layout.
+
+Output (MONAI's decathlon-style JSON, readable by ``monai.data.load_decathlon_datalist``)::
+
+    {"layout": ..., "root": ..., "num_folds": k, "seed": s, "modalities": [...],
+     "training": [{"case_id", "patient_id", "fold", <modality>: path, ..., "label": path, ...}],
+     "testing":  [{"case_id", "patient_id", <modality>: path, ...}],
+     "failures": [{"case_id", "error"}]}
+
+Every file of every case is opened and checked (:func:`strokezoo.data.nifti.load_nifti`); modalities that
+must share the label's grid are compared. A bad case is reported with the file and the problem and left
+out; the others are written. Nothing under the dataset root is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .folds import patient_folds
+from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
+from .nifti import InputError, load_nifti, same_grid
+
+__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "write_json_atomic"]
+
+
+def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
+    """Problems of one case (empty when it is usable): missing modalities, unreadable or bad files,
+    grids that disagree."""
+    spec = LAYOUTS[layout]
+    problems = [f"{case.where or case.case_id}: modality '{k}' is missing" for k in spec.required if k not in case.images]
+    volumes = {}
+    for key, path in [*case.images.items(), *case.labels.items()]:
+        kind = "label" if key.startswith("label") else ("series" if key in SERIES_KEYS else "image")
+        try:
+            volumes[key] = load_nifti(path, kind, min_frames=2)
+        except InputError as e:
+            problems.append(str(e))
+    ref_key = "label" if "label" in volumes else next((k for k in spec.required if k in volumes), None)
+    if ref_key is not None:
+        ref = volumes[ref_key]
+        for key, vol in volumes.items():
+            if key == ref_key or key in spec.own_grid:
+                continue
+            diff = same_grid(vol, ref, grid_atol_mm)
+            if diff:
+                problems.append(f"{vol.path}: {diff}")
+    return problems
+
+
+def _slab_extent(path: Path) -> tuple[np.ndarray, tuple, float, float]:
+    img = nib.load(str(path))
+    a = img.affine
+    z = [float((a @ np.array([0, 0, k, 1.0]))[2]) for k in (0, img.shape[2] - 1)]
+    return a[:2, :].copy(), tuple(img.shape[:2]), min(z), max(z)
+
+
+def group_isles2018_slabs(cases: list[CaseFiles], tol_mm: float = 1.0) -> None:
+    """Give the two slabs of one ISLES 2018 patient one ``patient_id``.
+
+    The release numbers a patient's two slabs consecutively and does not say which cases pair up. Two
+    consecutive cases of one split are taken as one patient when their in-plane geometry is identical
+    (within ``tol_mm``) and their slabs are adjacent or overlap along z (gap at most one slice).
+    """
+    def number(c: CaseFiles) -> int | None:
+        m = re.search(r"(\d+)$", c.case_id)
+        return int(m.group(1)) if m else None
+
+    geometry = {}
+    for c in cases:
+        ref = c.images.get("ct") or next(iter(c.images.values()), None)
+        if ref is not None:
+            try:
+                geometry[c.case_id] = _slab_extent(ref)
+            except Exception:  # unreadable files are reported by check_case
+                pass
+    by_number = {(number(c), c.testing): c for c in cases if number(c) is not None}
+    for (n, testing), c in sorted(by_number.items(), key=lambda kv: kv[0][0]):
+        prev = by_number.get((n - 1, testing))
+        if prev is None or prev.patient_id != prev.case_id or prev.case_id not in geometry or c.case_id not in geometry:
+            continue
+        (a0, s0, lo0, hi0), (a1, s1, lo1, hi1) = geometry[prev.case_id], geometry[c.case_id]
+        if s0 != s1 or np.abs(a0[:, [0, 1]] - a1[:, [0, 1]]).max() > tol_mm or np.abs(a0[:, 3] - a1[:, 3]).max() > tol_mm:
+            continue
+        gap = max(lo1 - hi0, lo0 - hi1)
+        spacing = max(_z_spacing(prev), _z_spacing(c))
+        if gap <= spacing + tol_mm:
+            c.patient_id = prev.case_id
+
+
+def _z_spacing(c: CaseFiles) -> float:
+    ref = c.images.get("ct") or next(iter(c.images.values()))
+    return float(nib.load(str(ref)).header.get_zooms()[2])
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def build_datalist(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    layout: str = "auto",
+    folds: int = 5,
+    seed: int = 0,
+    relative: bool = False,
+    check: bool = True,
+    patients: str | os.PathLike | None = None,
+) -> dict:
+    """Write the datalist of the dataset under ``root`` to ``out`` and return it.
+
+    Args:
+        layout: a name from :data:`LAYOUTS`, or ``"auto"`` to detect it.
+        folds: number of patient-level folds.
+        relative: store paths relative to ``root`` (use ``root`` as MONAI's ``base_dir``).
+        check: open and check every file (recommended; off lists files only).
+        patients: optional CSV ``case_id,patient_id`` that overrides patient grouping.
+    """
+    root = Path(root).resolve()
+    out = Path(out)
+    if _inside(out, root):
+        raise InputError(out, f"output is inside the dataset root {root}; nothing may be written there")
+    layout = detect_layout(root) if layout == "auto" else layout
+    cases = discover_cases(root, layout)
+    if not cases:
+        raise InputError(root, f"no {layout} case was found")
+    if layout == "isles2018":
+        group_isles2018_slabs(cases)
+    if patients:
+        mapping = dict(line.strip().split(",")[:2] for line in Path(patients).read_text().splitlines() if "," in line)
+        for c in cases:
+            c.patient_id = mapping.get(c.case_id, c.patient_id)
+    failures = []
+    good = []
+    for c in cases:
+        problems = check_case(c, layout) if check else [f"{c.where}: modality '{k}' is missing" for k in LAYOUTS[layout].required if k not in c.images]
+        if problems:
+            failures.append({"case_id": c.case_id, "error": "; ".join(problems)})
+        else:
+            good.append(c)
+    fold_of = patient_folds([c.patient_id for c in good if not c.testing], folds, seed)
+
+    def entry(c: CaseFiles) -> dict:
+        e = {"case_id": c.case_id, "patient_id": c.patient_id}
+        for k, p in sorted({**c.images, **c.labels}.items()):
+            e[k] = str(p.relative_to(root)) if relative else str(p)
+        return e
+
+    training = [dict(entry(c), fold=fold_of[c.patient_id]) for c in good if not c.testing]
+    testing = [entry(c) for c in good if c.testing]
+    result = {
+        "layout": layout, "root": str(root), "relative_paths": relative, "num_folds": folds, "seed": seed,
+        "modalities": sorted({k for c in good for k in c.images}), "label": LAYOUTS[layout].label_of,
+        "training": training, "testing": testing, "failures": failures,
+    }
+    write_json_atomic(result, out)
+    for f in failures:
+        print(f"bad case {f['case_id']}: {f['error']}", file=sys.stderr)
+    return result
