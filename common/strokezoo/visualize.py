@@ -7,24 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.layouts import LAYOUTS, _bids_token, _vsd_token
+from .data.layouts import modality_of
 from .data.nifti import is_nifti, load_nifti
 
-__all__ = ["show_case", "modality_of"]
-
-_TOKENS = {t: k for layout in LAYOUTS.values() for t, k in layout.tokens.items()}
-
-
-def modality_of(path: Path) -> str | None:
-    """Datalist key of a file from any supported layout (``label`` for masks), or None."""
-    name = path.name.lower()
-    if "mask" in name or "msk" in name or _vsd_token(path) == "ot":
-        return "label"
-    token = _vsd_token(path)
-    if token is not None:
-        return _TOKENS.get(token) or _TOKENS.get(f"mr_{token}")
-    token = _bids_token(path)
-    return _TOKENS.get(token)
+__all__ = ["show_case"]
 
 
 def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None) -> Path:

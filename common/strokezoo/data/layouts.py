@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .nifti import is_nifti
 
-__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "SERIES_KEYS"]
+__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of", "SERIES_KEYS"]
 
 #: Datalist keys holding 4D series.
 SERIES_KEYS = frozenset({"pwi", "ctp"})
@@ -141,7 +141,7 @@ def _bids_cases(root: Path, layout: Layout) -> list[CaseFiles]:
             continue
         rel = p.relative_to(root).parts
         token = _bids_token(p)
-        c = cases.setdefault(sub, CaseFiles(sub, sub, where=root))
+        c = cases.setdefault(sub, CaseFiles(sub, sub, where=root.joinpath(*rel[: rel.index(sub) + 1])))
         if "derivatives" in rel:
             if any(v in _stem(p).lower() for v in _VESSEL_MASKS):
                 continue  # ISLES 2024 vessel-occlusion and Circle-of-Willis masks are not lesion labels
@@ -206,6 +206,20 @@ def discover_cases(root: str | Path, layout: str) -> list[CaseFiles]:
         if "label" not in c.labels:
             c.testing = True
     return sorted(cases, key=lambda c: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", c.case_id)])
+
+
+_ALL_TOKENS = {t: k for layout in LAYOUTS.values() for t, k in layout.tokens.items()}
+
+
+def modality_of(path: Path) -> str | None:
+    """Datalist key of a file of any supported layout (``label`` for masks), or None when unknown."""
+    name = path.name.lower()
+    token = _vsd_token(path)
+    if "mask" in name or "msk" in name or token == "ot":
+        return "label"
+    if token is not None:
+        return _ALL_TOKENS.get(token) or _ALL_TOKENS.get(f"mr_{token}")
+    return _ALL_TOKENS.get(_bids_token(path))
 
 
 def detect_layout(root: str | Path) -> str:

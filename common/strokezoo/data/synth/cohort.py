@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...metrics.agreement import cohen_kappa
 from ..layouts import LAYOUTS
 from ..nifti import save_nifti
 from .anatomy import Grid, mni_atlas
@@ -256,8 +257,6 @@ def _summary(case_id: str, patient_id: str | None, scene: Scene, target: np.ndar
         "penumbra_ml": round(float((scene.penumbra >= 0.5).sum() * voxel_ml), 3),
     }
     if raters:
-        from ...metrics.agreement import cohen_kappa
-
         for m in sorted({k.split("_")[1] for k in raters}):
             out[f"kappa_{m}"] = cohen_kappa(raters[f"R1_{m}"], raters[f"R2_{m}"])
     return out

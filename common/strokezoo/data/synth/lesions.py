@@ -11,7 +11,7 @@ of the penumbra. Each lesion carries its own perfusion and diffusion severity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -61,7 +61,6 @@ class Lesion:
     pen_cbv: float
     pen_delay: float
     core_adc: float
-    extras: dict = field(default_factory=dict)
 
     def distance(self, mni: np.ndarray) -> np.ndarray:
         """Normalised distance (< 1 inside the core) of points ``mni`` (..., 3), outline perturbed."""
