@@ -35,7 +35,9 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0) -> Pa
         predict_datalist(str(dl), rule, str(out / "predictions" / layout))
         summary = evaluate(out / "predictions" / layout, dl, out / "evaluation" / layout)
         m = summary["metrics"]
-        first = json.loads(dl.read_text())["training"][0]
+        largest = max(s["rows"], key=lambda r: r["lesion_ml"])["case_id"]
+        training = json.loads(dl.read_text())["training"]
+        first = next((e for e in training if e["case_id"] == largest), training[0])
         image = Path(first["adc"] if "adc" in first else first["ct"])
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]  # BIDS sub-*/ses/dwi or case/token
         show_case(case_dir, out / f"{layout}_{first['case_id']}.png", label=first["label"])

@@ -12,6 +12,9 @@ from .data.nifti import is_nifti, load_nifti
 
 __all__ = ["show_case"]
 
+_CT_KEYS = {"ct", "ncct", "cta", "ctp"}
+_BRAIN_WINDOW_HU = (0.0, 80.0)
+
 
 def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None) -> Path:
     """Draw every modality of ``case_dir`` at one axial slice (the lesion's largest, unless ``z``), with
@@ -42,15 +45,20 @@ def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", 
         except ValueError:
             v = load_nifti(p, "series", allow_zero=True).data.max(-1)
         vols[key] = v
-    first = next(iter(vols.values()))
+    # ``z`` indexes the lesion's grid (else the first image's); images on other grids show the same relative height.
+    depth = lesion.shape[2] if lesion is not None else next(iter(vols.values())).shape[2]
     if z is None:
-        z = int(np.argmax(lesion.sum((0, 1)))) if lesion is not None and lesion.any() else first.shape[2] // 2
+        z = int(np.argmax(lesion.sum((0, 1)))) if lesion is not None and lesion.any() else depth // 2
     n = len(vols)
     fig, axes = plt.subplots(1, n, figsize=(3 * n, 3.4), squeeze=False)
     for ax, (key, v) in zip(axes[0], vols.items()):
-        zz = min(v.shape[2] - 1, int(round(z * v.shape[2] / first.shape[2])))
+        zz = z if v.shape[2] == depth else min(v.shape[2] - 1, int(round((z + 0.5) * v.shape[2] / depth - 0.5)))
         sl = v[:, :, zz].T
-        lo, hi = np.percentile(sl, [1, 99]) if sl.any() else (0, 1)
+        if key in _CT_KEYS:
+            lo, hi = _BRAIN_WINDOW_HU
+        else:
+            inside = sl[sl != 0]
+            lo, hi = np.percentile(inside, [1, 99]) if inside.size else (0, 1)
         ax.imshow(sl, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
         if lesion is not None and lesion.shape == v.shape[:3] and lesion[:, :, zz].any():
             ax.contour(lesion[:, :, zz].T, levels=[0.5], colors="red", linewidths=0.8)
