@@ -133,3 +133,25 @@ def test_relative_paths_resolve_with_monai(cohort, tmp_path):
     build_datalist(root, tmp_path / "dl.json", relative=True)
     items = load_decathlon_datalist(tmp_path / "dl.json", data_list_key="training", base_dir=root)
     assert all(Path(i["flair"]).is_file() and Path(i["label"]).is_file() for i in items)
+
+
+def test_patients_override_and_listing_without_checks(cohort, tmp_path):
+    root, summary = cohort("apis")
+    ids = [r["case_id"] for r in summary["rows"]]
+    csv = tmp_path / "patients.csv"
+    csv.write_text(f"{ids[0]},P1\n{ids[1]},P1\n")
+    d = build_datalist(root, tmp_path / "dl.json", folds=2, patients=csv, check=False)
+    by_case = {e["case_id"]: e for e in d["training"]}
+    assert by_case[ids[0]]["patient_id"] == by_case[ids[1]]["patient_id"] == "P1"
+    assert by_case[ids[0]]["fold"] == by_case[ids[1]]["fold"]
+    assert by_case[ids[2]]["patient_id"] == ids[2]
+
+
+def test_modality_of_every_layout(cohort):
+    from strokezoo.data.layouts import modality_of
+
+    root, _ = cohort("isles2024")
+    kinds = {p.name: modality_of(p) for p in root.rglob("*.nii.gz")}
+    assert all(v is None for k, v in kinds.items() if "cow-msk" in k)
+    assert {v for k, v in kinds.items() if "lesion-msk" in k} == {"label"}
+    assert {"ncct", "cta", "ctp", "tmax", "mtt", "cbf", "cbv"} <= set(kinds.values())

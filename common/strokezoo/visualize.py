@@ -16,6 +16,18 @@ _CT_KEYS = {"ct", "ncct", "cta", "ctp"}
 _BRAIN_WINDOW_HU = (0.0, 80.0)
 
 
+def _bids_derivative_masks(subject_dir: Path) -> list[Path]:
+    """Lesion masks of a BIDS subject, which live under ``<dataset>/derivatives/<sub>/`` (ISLES 2022/2024)."""
+    for parent in subject_dir.parents:
+        found = sorted(
+            p for p in (parent / "derivatives" / subject_dir.name).rglob("*")
+            if p.is_file() and is_nifti(p) and modality_of(p) == "label" and "rater" not in p.name
+        ) if (parent / "derivatives").is_dir() else []
+        if found:
+            return found
+    return []
+
+
 def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None) -> Path:
     """Draw every modality of ``case_dir`` at one axial slice (the lesion's largest, unless ``z``), with
     the lesion outlined in red; 4D series are shown as their temporal maximum."""
@@ -35,6 +47,8 @@ def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", 
             images[key] = p
     if label:
         masks = [Path(label)]
+    elif not masks and case_dir.name.startswith("sub-"):
+        masks = _bids_derivative_masks(case_dir)
     if not images:
         raise FileNotFoundError(f"{case_dir}: no image of a known modality found")
     lesion = load_nifti(masks[0], "label").data if masks else None

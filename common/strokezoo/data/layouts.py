@@ -215,6 +215,8 @@ def modality_of(path: Path) -> str | None:
     """Datalist key of a file of any supported layout (``label`` for masks), or None when unknown."""
     name = path.name.lower()
     token = _vsd_token(path)
+    if any(v in name for v in _VESSEL_MASKS):
+        return None
     if "mask" in name or "msk" in name or token == "ot":
         return "label"
     if token is not None:

@@ -78,12 +78,11 @@ def block_circulant_svd(
     cbv = np.clip(flat.sum(1) / a.sum(), 0, None) * scale * 100.0
     with np.errstate(divide="ignore", invalid="ignore"):
         mtt = np.where(cbf > 1e-3, 60.0 * cbv / np.maximum(cbf, 1e-3), 0.0)
-    shape = lead
     return PerfusionMaps(
-        cbf.reshape(shape).astype(np.float32),
-        cbv.reshape(shape).astype(np.float32),
-        mtt.reshape(shape).astype(np.float32),
-        np.clip(t_max, 0, None).reshape(shape).astype(np.float32),
+        cbf.reshape(lead).astype(np.float32),
+        cbv.reshape(lead).astype(np.float32),
+        mtt.reshape(lead).astype(np.float32),
+        np.clip(t_max, 0, None).reshape(lead).astype(np.float32),
     )
 
 

@@ -15,6 +15,8 @@ cost per voxel is one gather; this is written by hand because no library offers 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 __all__ = ["TISSUE_DENSITY", "HEMATOCRIT_FACTOR", "gamma_variate", "tissue_concentration"]
@@ -33,7 +35,7 @@ def gamma_variate(t: np.ndarray, t0: float, alpha: float, beta: float, peak: flo
 
 def tissue_concentration(
     times: np.ndarray,
-    aif: "callable",
+    aif: Callable[[np.ndarray], np.ndarray],
     cbf: np.ndarray,
     mtt: np.ndarray,
     delay: np.ndarray,
