@@ -54,11 +54,12 @@ def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list
     return problems
 
 
-def _slab_extent(path: Path) -> tuple[np.ndarray, tuple, float, float]:
+def _slab_extent(path: Path) -> tuple[np.ndarray, tuple[int, int], float, float, float]:
+    """In-plane affine rows, in-plane shape, lowest and highest slice z (mm) and slice spacing of a slab."""
     img = nib.load(str(path))
     a = img.affine
     z = [float((a @ np.array([0, 0, k, 1.0]))[2]) for k in (0, img.shape[2] - 1)]
-    return a[:2, :].copy(), tuple(img.shape[:2]), min(z), max(z)
+    return a[:2, :].copy(), tuple(img.shape[:2]), min(z), max(z), float(img.header.get_zooms()[2])
 
 
 def group_isles2018_slabs(cases: list[CaseFiles], tol_mm: float = 1.0) -> None:
@@ -85,18 +86,12 @@ def group_isles2018_slabs(cases: list[CaseFiles], tol_mm: float = 1.0) -> None:
         prev = by_number.get((n - 1, testing))
         if prev is None or prev.patient_id != prev.case_id or prev.case_id not in geometry or c.case_id not in geometry:
             continue
-        (a0, s0, lo0, hi0), (a1, s1, lo1, hi1) = geometry[prev.case_id], geometry[c.case_id]
+        (a0, s0, lo0, hi0, dz0), (a1, s1, lo1, hi1, dz1) = geometry[prev.case_id], geometry[c.case_id]
         if s0 != s1 or np.abs(a0[:, [0, 1]] - a1[:, [0, 1]]).max() > tol_mm or np.abs(a0[:, 3] - a1[:, 3]).max() > tol_mm:
             continue
         gap = max(lo1 - hi0, lo0 - hi1)
-        spacing = max(_z_spacing(prev), _z_spacing(c))
-        if gap <= spacing + tol_mm:
+        if gap <= max(dz0, dz1) + tol_mm:
             c.patient_id = prev.case_id
-
-
-def _z_spacing(c: CaseFiles) -> float:
-    ref = c.images.get("ct") or next(iter(c.images.values()))
-    return float(nib.load(str(ref)).header.get_zooms()[2])
 
 
 def write_json_atomic(obj, path: Path) -> None:
