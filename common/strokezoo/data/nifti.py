@@ -135,7 +135,7 @@ def load_nifti(
         if len(nonzero) > 1:
             raise InputError(p, f"label is not binary: values {values[:8].tolist()}{' ...' if len(values) > 8 else ''}")
         if len(nonzero) == 1 and nonzero[0] != 1:
-            warnings.warn(f"{p}: label stored as {{0, {nonzero[0]:g}}}; binarised as > 0", stacklevel=2)
+            warnings.warn(f"{p}: label stored as {{0, {float(nonzero[0]):.9g}}} (scaled integer?); binarised as > 0", stacklevel=2)
         data = (data > 0).astype(np.uint8)
     else:
         if not allow_zero and not np.any(data):
