@@ -142,3 +142,16 @@ def test_save_is_atomic_and_round_trips(tmp_path, vol):
     back = load_nifti(target)
     np.testing.assert_array_equal(back.data, vol)
     assert back.zooms == (2.0, 2.0, 3.0)
+
+
+def test_failed_write_leaves_target_untouched(tmp_path):
+    from strokezoo.data.atomic import atomic_path
+
+    target = tmp_path / "report.md"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]

@@ -18,6 +18,7 @@ _STEPS = (
 def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0) -> Path:
     """Run synth -> datalist -> threshold rule -> evaluate -> show for each cohort; returns the report path."""
     from .baselines import predict_datalist
+    from .data.atomic import write_text_atomic
     from .data.datalist import build_datalist
     from .data.synth import synthesize_cohort
     from .metrics.evaluate import evaluate
@@ -48,5 +49,5 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0) -> Pa
         print(f"{layout}: done in {time.perf_counter() - t0:.0f} s")
     lines += ["", "HD95 is the median over cases with both masks non-empty. Per-case tables: evaluation/<cohort>/metrics.csv; montages: *.png."]
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text_atomic("\n".join(lines) + "\n", report)
     return report

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.atomic import atomic_path
 from .data.layouts import modality_of
 from .data.nifti import is_nifti, load_nifti
 
@@ -82,8 +83,7 @@ def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", 
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, out)
     return out

@@ -14,7 +14,6 @@ out; the others are written. Nothing under the dataset root is ever written.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -23,11 +22,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .atomic import write_json_atomic
 from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "write_json_atomic"]
+__all__ = ["build_datalist", "check_case", "group_isles2018_slabs"]
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
@@ -92,13 +92,6 @@ def group_isles2018_slabs(cases: list[CaseFiles], tol_mm: float = 1.0) -> None:
         gap = max(lo1 - hi0, lo0 - hi1)
         if gap <= max(dz0, dz1) + tol_mm:
             c.patient_id = prev.case_id
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def _inside(path: Path, root: Path) -> bool:

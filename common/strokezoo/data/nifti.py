@@ -10,7 +10,6 @@ it, so a reader never sees a half-written file and an interrupted run leaves no 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Literal
 
 import nibabel as nib
 import numpy as np
+
+from .atomic import atomic_path
 
 __all__ = ["InputError", "NiftiVolume", "load_nifti", "save_nifti", "same_grid", "NIFTI_SUFFIXES", "is_nifti"]
 
@@ -179,7 +180,6 @@ def save_nifti(
         zooms: voxel sizes to record beyond the spatial ones (e.g. the frame interval of a series).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(dtype or data.dtype)
     stored = data if scale_slope is None else data / scale_slope
     if dtype.kind in "iu":
@@ -191,13 +191,6 @@ def save_nifti(
         img.header.set_zooms(zooms)
     if scale_slope is not None:
         img.header.set_slope_inter(scale_slope, 0.0)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
     return path

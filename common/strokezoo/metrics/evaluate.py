@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.datalist import write_json_atomic
+from ..data.atomic import write_json_atomic, write_text_atomic
 from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
 from .segmentation import METRICS, segmentation_metrics
@@ -127,9 +127,7 @@ def evaluate(
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp = out / ".metrics.csv.tmp"
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, out / "metrics.csv")
+    write_text_atomic(buf.getvalue(), out / "metrics.csv")
     summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
                "metrics": summarize(rows, keys), "failures": failures}
     write_json_atomic(summary, out / "summary.json")
@@ -140,6 +138,5 @@ def evaluate(
         lines.append(f"| {k} | {_fmt(s['mean'])} | {_fmt(s['sd'])} | {_fmt(s['median'])} | {s['n']} |")
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
-    (out / ".report.md.tmp").write_text("\n".join(lines) + "\n")
-    os.replace(out / ".report.md.tmp", out / "report.md")
+    write_text_atomic("\n".join(lines) + "\n", out / "report.md")
     return summary

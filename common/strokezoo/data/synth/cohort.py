@@ -7,7 +7,6 @@ adjacent CTP slabs, written as consecutive cases, as in the release.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -16,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ...metrics.agreement import cohen_kappa
+from ..atomic import write_json_atomic
 from ..layouts import LAYOUTS
 from ..nifti import save_nifti
 from .anatomy import Grid, mni_atlas
 from .contrasts import ct_angiography, diffusion, noncontrast_ct, perfusion_series, weighted_mr
-from .lesions import _centre_candidates
+from .lesions import _centre_candidates, territory_of
 from .raters import rater_mask
 from .subject import Scene, Subject, random_subject, render_scene
 
@@ -207,8 +207,6 @@ def _write_isles2024(subject: Subject, rng, out: Path, n: int, scale: float, uid
         save_nifti(getattr(ctp, name), grid.affine, der / "ses-01" / "perfusion-maps" / f"{sub}_ses-01_{name}.nii.gz", np.float32)
     label = _binary(scene.infarct)
     # A multi-label Circle-of-Willis-like mask beside the lesion mask (the reader must not take it).
-    from .lesions import territory_of
-
     cow = territory_of(scene.mni, 1) * (scene.brain & (scene.mni[..., 0] > 0))
     save_nifti(cow, grid.affine, der / "ses-01" / f"{sub}_ses-01_space-ncct_cow-msk.nii.gz", np.uint8)
     mask_path = der / "ses-02" / f"{sub}_ses-02_space-ncct_lesion-msk.nii.gz"
@@ -344,5 +342,5 @@ def synthesize_cohort(
         "layout": layout, "cases": len(rows), "patients": cases, "seed": seed, "scale": scale,
         "difficulty": difficulty, "seconds": round(time.perf_counter() - start, 2), "rows": rows,
     }
-    (out / "synth_summary.json").write_text(json.dumps(summary, indent=1))
+    write_json_atomic(summary, out / "synth_summary.json")
     return summary
