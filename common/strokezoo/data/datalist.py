@@ -14,6 +14,7 @@ out; the others are written. Nothing under the dataset root is ever written.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["build_datalist", "check_case", "group_isles2018_slabs"]
+__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "ensure_datalist"]
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
@@ -162,3 +163,61 @@ def build_datalist(
     for f in failures:
         print(f"bad case {f['case_id']}: {f['error']}", file=sys.stderr)
     return result
+
+
+def load_datalist_entries(ref: str | os.PathLike, split: str = "training") -> list[dict]:
+    """Entries of ``split`` with every path made absolute (relative ones resolve against ``root``)."""
+    ref = Path(ref)
+    try:
+        data = json.loads(ref.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(ref, f"not a readable datalist JSON ({e})") from None
+    if split not in data:
+        raise InputError(ref, f"has no '{split}' list")
+    root = Path(data.get("root") or ref.parent)
+    entries = []
+    for e in data[split]:
+        e = dict(e)
+        for k, v in e.items():
+            if isinstance(v, str) and v.lower().endswith((".nii", ".nii.gz")) and not os.path.isabs(v):
+                e[k] = str(root / v)
+        entries.append(e)
+    return entries
+
+
+def select_entries(
+    ref: str | os.PathLike, split: str = "training", folds: list[int] | None = None, exclude_folds: list[int] | None = None
+) -> list[dict]:
+    """Entries of ``split`` (absolute paths), optionally only those in ``folds`` or not in ``exclude_folds``.
+
+    Bundle configs use it to split a datalist by patient-level fold: training = ``exclude_folds=[k]``,
+    validation = ``folds=[k]``.
+    """
+    entries = load_datalist_entries(ref, split)
+    if folds is not None:
+        entries = [e for e in entries if e.get("fold") in set(folds)]
+    if exclude_folds is not None:
+        entries = [e for e in entries if e.get("fold") not in set(exclude_folds)]
+    if not entries:
+        raise InputError(ref, f"no '{split}' entry is left for folds={folds} exclude_folds={exclude_folds}")
+    return entries
+
+
+def ensure_datalist(dataset_dir: str | os.PathLike, datalist: str | os.PathLike, layout: str = "auto", folds: int = 5) -> str:
+    """Path of ``datalist``, built from ``dataset_dir`` first when it does not exist yet.
+
+    An existing datalist of another dataset root is refused rather than silently used or overwritten.
+    """
+    datalist = Path(datalist)
+    if not datalist.exists():
+        result = build_datalist(dataset_dir, datalist, layout=layout, folds=folds)
+        if not result["training"] and not result["testing"]:
+            raise InputError(dataset_dir, "no usable case (see the failures listed above)")
+        return str(datalist)
+    try:
+        root = json.loads(datalist.read_text()).get("root")
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(datalist, f"not a readable datalist JSON ({e})") from None
+    if root and Path(root).resolve() != Path(dataset_dir).resolve():
+        raise InputError(datalist, f"was built for dataset root {root}, not {Path(dataset_dir).resolve()}; point 'datalist' elsewhere")
+    return str(datalist)

@@ -21,31 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.atomic import write_json_atomic, write_text_atomic
+from ..data.datalist import load_datalist_entries
 from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
 from .segmentation import METRICS, segmentation_metrics
 
-__all__ = ["evaluate", "find_prediction", "load_datalist_entries", "summarize"]
-
-
-def load_datalist_entries(ref: str | os.PathLike, split: str = "training") -> list[dict]:
-    """Entries of ``split`` with every path made absolute (relative ones resolve against ``root``)."""
-    ref = Path(ref)
-    try:
-        data = json.loads(ref.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(ref, f"not a readable datalist JSON ({e})") from None
-    if split not in data:
-        raise InputError(ref, f"has no '{split}' list")
-    root = Path(data.get("root") or ref.parent)
-    entries = []
-    for e in data[split]:
-        e = dict(e)
-        for k, v in e.items():
-            if isinstance(v, str) and v.lower().endswith((".nii", ".nii.gz")) and not os.path.isabs(v):
-                e[k] = str(root / v)
-        entries.append(e)
-    return entries
+__all__ = ["evaluate", "find_prediction", "summarize"]
 
 
 def find_prediction(folder: Path, case_id: str) -> Path:

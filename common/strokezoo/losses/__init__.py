@@ -1,0 +1,5 @@
+"""Losses of the strokezoo bundles that MONAI does not provide as such."""
+
+from .class_weight_map import ClassWeightMapLoss, class_weight_map
+
+__all__ = ["ClassWeightMapLoss", "class_weight_map"]

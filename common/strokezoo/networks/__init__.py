@@ -1,0 +1,5 @@
+"""Networks of the strokezoo bundles, MONAI-style (typed, ``spatial_dims`` where it fits)."""
+
+from .cross_attention_unet import CrossAttentionUNet
+
+__all__ = ["CrossAttentionUNet"]

@@ -1,0 +1,7 @@
+"""Transforms that MONAI does not provide, used by the strokezoo bundles."""
+
+from .boundary_class import BoundaryClass, BoundaryClassd, lesion_boundary
+from .optical_distortion import RandOpticalDistortiond, optical_distortion
+from .save_case import SaveCased
+
+__all__ = ["BoundaryClass", "BoundaryClassd", "lesion_boundary", "RandOpticalDistortiond", "optical_distortion", "SaveCased"]
