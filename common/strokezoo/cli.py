@@ -45,20 +45,20 @@ def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: in
         sys.exit(1)
 
 
-def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0) -> None:
+def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0, folds: list[int] | None = None) -> None:
     """Score predicted masks (PRED/<case_id>.nii.gz) against a datalist's labels with 3D metrics.
 
     Dice, precision, recall, HD, HD95, ASSD (mm), RVE, volumes and absolute volume difference (mL),
     lesion-count difference and lesion-wise F1 (ISLES'22); with --image_pred and --image_key, SSIM and
     PSNR of synthesized images, global and around the lesion. Writes OUT/metrics.csv, summary.json,
-    report.md; exits 1 if any case could not be scored.
+    report.md; exits 1 if any case could not be scored. --folds [0] scores only the cases of those folds.
 
     Example:
         strokezoo evaluate --pred outputs/preds --ref datalist.json --out outputs/eval
     """
     from .metrics.evaluate import evaluate as run
 
-    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm)
+    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm, folds=folds)
     dice = s["metrics"]["dice"]
     print(f"{s['cases']} cases: Dice {dice['mean']:.3f} (median {dice['median']:.3f}); report in {out}/report.md" if s["cases"] else "no case scored")
     if s["failures"]:
@@ -81,27 +81,29 @@ def baseline(datalist: str, rule: str, out: str, split: str = "training") -> Non
         sys.exit(1)
 
 
-def show(case_dir: str, out: str = "case.png", label: str | None = None, z: int | None = None) -> None:
-    """Draw a montage of a case's modalities at one axial slice with the lesion outline.
+def show(case_dir: str, out: str = "case.png", label: str | None = None, z: int | None = None, pred: str | None = None) -> None:
+    """Draw a montage of a case's modalities at one axial slice with the lesion outline (red) and,
+    with --pred MASK, a predicted mask's outline (blue).
 
     Example:
         strokezoo show data/isles2018_synth/TRAINING/case_1 --out case_1.png
     """
     from .visualize import show_case
 
-    print(show_case(case_dir, out, label=label, z=z))
+    print(show_case(case_dir, out, label=label, z=z, pred=pred))
 
 
-def demo(out: str = "demo_output", cases: int = 8) -> None:
+def demo(out: str = "demo_output", cases: int = 8, epochs: int = 40) -> None:
     """Synthesize ISLES 2022 and ISLES 2018 cohorts, build datalists, run the clinical threshold rules,
-    evaluate them and write OUT/report.md.
+    evaluate them; then train each bundle for EPOCHS on a small synthetic cohort (CPU-sized), infer its
+    validation fold and score it; write OUT/report.md with overlay PNGs.
 
     Example:
         strokezoo demo --out demo_output
     """
     from .demo import run_demo
 
-    print(run_demo(out, cases))
+    print(run_demo(out, cases, epochs=epochs))
 
 
 def main() -> None:

@@ -29,9 +29,12 @@ def _bids_derivative_masks(subject_dir: Path) -> list[Path]:
     return []
 
 
-def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None) -> Path:
+def show_case(
+    case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None, pred: str | None = None
+) -> Path:
     """Draw every modality of ``case_dir`` at one axial slice (the lesion's largest, unless ``z``), with
-    the lesion outlined in red; 4D series are shown as their temporal maximum."""
+    the lesion outlined in red and, given ``pred`` (a mask on the label's grid), the prediction in blue;
+    4D series are shown as their temporal maximum."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,6 +56,7 @@ def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", 
     if not images:
         raise FileNotFoundError(f"{case_dir}: no image of a known modality found")
     lesion = load_nifti(masks[0], "label").data if masks else None
+    predicted = load_nifti(pred, "label", allow_zero=True).data if pred else None
     vols = {}
     for key, p in images.items():
         try:
@@ -77,6 +81,8 @@ def show_case(case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", 
         ax.imshow(sl, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
         if lesion is not None and lesion.shape == v.shape[:3] and lesion[:, :, zz].any():
             ax.contour(lesion[:, :, zz].T, levels=[0.5], colors="red", linewidths=0.8)
+        if predicted is not None and predicted.shape == v.shape[:3] and predicted[:, :, zz].any():
+            ax.contour(predicted[:, :, zz].T, levels=[0.5], colors="deepskyblue", linewidths=0.8)
         ax.set_title(f"{key} (z={zz})", fontsize=9)
         ax.axis("off")
     fig.suptitle(case_dir.name, fontsize=10)

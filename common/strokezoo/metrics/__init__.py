@@ -2,3 +2,16 @@
 image quality (:mod:`.image_quality`), inter-rater agreement (:mod:`.agreement`) and the
 ``strokezoo evaluate`` pipeline (:mod:`.evaluate`). Submodules are imported where used, so that light
 callers (the synthetic cohort) do not pay for importing MONAI."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["agreement", "evaluate", "image_quality", "segmentation"]
+
+
+def __getattr__(name: str):
+    """Import submodules on first use (``strokezoo.metrics.evaluate.evaluate`` in a bundle config)."""
+    if name in __all__:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

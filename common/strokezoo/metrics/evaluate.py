@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.atomic import write_json_atomic, write_text_atomic
-from ..data.datalist import load_datalist_entries
+from ..data.datalist import load_datalist_entries, select_entries
 from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
 from .segmentation import METRICS, segmentation_metrics
@@ -70,14 +70,16 @@ def evaluate(
     image_pred: str | os.PathLike | None = None,
     image_key: str | None = None,
     margin_mm: float = 10.0,
+    folds: list[int] | None = None,
 ) -> dict:
-    """Score every case of ``split`` in datalist ``ref``; returns the summary (also written to ``out``)."""
+    """Score every case of ``split`` in datalist ``ref`` (only those of ``folds`` when given); returns the
+    summary (also written to ``out``)."""
     pred, out = Path(pred), Path(out)
     if not pred.is_dir():
         raise InputError(pred, "prediction folder does not exist")
     if image_pred is not None and image_key is None:
         raise ValueError("image_key (the datalist modality to compare with) is needed with image_pred")
-    entries = load_datalist_entries(ref, split)
+    entries = load_datalist_entries(ref, split) if folds is None else select_entries(ref, split, folds=list(folds))
     rows, failures = [], []
     for e in entries:
         cid = e.get("case_id", "?")

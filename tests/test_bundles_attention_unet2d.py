@@ -1,0 +1,132 @@
+"""The two Gómez 2023 bundles: config properties, metadata, network in/out, a real short training run that
+beats the untrained net, and inference on the input grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
+
+from strokezoo.data.datalist import build_datalist
+from strokezoo.data.synth import synthesize_cohort
+
+from conftest import tree_digest
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = {
+    "stroke_mri_crossattention_unet2d": "isles2017",
+    "stroke_ct_boundary_attention_unet2d": "isles2018",
+}
+# CPU-sized overrides: a narrow net on 64x64 slices, a short schedule without augmentation
+CPU = {"image_size": 64, "features": [8, 16, 32, 64, 128, 256], "batch_size": 8, "num_workers": 0, "warmup_epochs": 2, "learning_rate": 1e-3}
+
+
+def configs(bundle: str) -> Path:
+    return REPO / "bundles" / bundle / "configs"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``trained(bundle)`` -> (bundle_root, dataset_root, datalist) after a short training run, cached."""
+    done: dict[str, tuple[Path, Path, Path]] = {}
+
+    def get(bundle: str):
+        if bundle not in done:
+            tmp = tmp_path_factory.mktemp(bundle)
+            layout = BUNDLES[bundle]
+            data = tmp / "data"
+            synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4, difficulty=0.0, workers=1, test_fraction=0.0)
+            datalist = tmp / "datalist.json"
+            build_datalist(data, datalist, layout=layout, folds=4)
+            digest = tree_digest(data)
+            root = tmp / "bundle"
+            wf = ConfigWorkflow(
+                config_file=str(configs(bundle) / "train.json"), workflow_type="train", bundle_root=str(root),
+                dataset_dir=str(data), datalist=str(datalist), epochs=40, val_interval=5,
+                **{"train#random_transforms": []}, **CPU,
+            )
+            wf.initialize()
+            wf.run()
+            wf.finalize()
+            assert tree_digest(data) == digest, "training wrote into the dataset root"
+            done[bundle] = (root, data, datalist)
+        return done[bundle]
+
+    return get
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("config,kind", [("train.json", "train"), ("inference.json", "inference")])
+def test_check_properties(bundle, config, kind, tmp_path, cohort):
+    data, _ = cohort(BUNDLES[bundle])
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout=BUNDLES[bundle], folds=2)
+    wf = ConfigWorkflow(config_file=str(configs(bundle) / config), workflow_type=kind, meta_file=str(configs(bundle) / "metadata.json"),
+                        logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
+                        datalist=str(datalist), datalist_split="training", num_workers=0)
+    wf.initialize()
+    assert not wf.check_properties()
+
+
+@pytest.mark.filterwarnings("ignore:No hash value provided")  # the schema is our own file in the repo
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_and_network_in_out(bundle, tmp_path):
+    verify_metadata(meta_file=str(configs(bundle) / "metadata.json"), filepath=str(REPO / "bundles" / "metadata_schema.json"))
+    verify_net_in_out(net_id="network_def", meta_file=str(configs(bundle) / "metadata.json"),
+                      config_file=str(configs(bundle) / "inference.json"), device="cpu", n=1, any=1)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("override,attention,supervision", [("unet.json", False, False), ("unet_cw.json", False, False), ("unet_cw_ds.json", False, True)])
+def test_ablation_overrides(bundle, override, attention, supervision, tmp_path):
+    files = [str(configs(bundle) / "train.json"), str(configs(bundle) / override)]
+    wf = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path))
+    wf.initialize()
+    net = wf.parser.get_parsed_content("network_def")
+    assert net.cross_attention is attention and net.deep_supervision is supervision
+    loss = wf.parser.get_parsed_content("loss")
+    assert (loss.loss.class_weights is None) is (override == "unet.json")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid(bundle, trained, tmp_path):
+    root, data, datalist = trained(bundle)
+    ckpt = root / "models" / "model.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+
+    def evaluate_with(checkpoint: Path, out: Path) -> float:
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+               f"['{configs(bundle) / 'inference.json'}','{configs(bundle) / 'evaluate.json'}']",
+               "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist),
+               "--ckpt_path", str(checkpoint), "--output_dir", str(out), "--image_size", "64",
+               "--features", "[8,16,32,64,128,256]", "--save_probabilities", "True"]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
+        return json.loads((out / "metrics" / "summary.json").read_text())["metrics"]["dice"]["mean"]
+
+    torch.manual_seed(0)
+    wf = ConfigWorkflow(config_file=str(configs(bundle) / "train.json"), workflow_type="train", bundle_root=str(tmp_path), **CPU)
+    untrained = tmp_path / "untrained.pt"
+    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), untrained)
+    digest = tree_digest(data)
+    dice_trained = evaluate_with(ckpt, tmp_path / "trained")
+    dice_untrained = evaluate_with(untrained, tmp_path / "untrained")
+    assert tree_digest(data) == digest
+    assert dice_trained > dice_untrained + 0.15, (dice_trained, dice_untrained)
+
+    entries = [e for e in json.loads(datalist.read_text())["training"] if e["fold"] == 0]
+    for e in entries:
+        ref = nib.load(e["label"])
+        for name, dtype in ((f"{e['case_id']}.nii.gz", np.uint8), (f"{e['case_id']}_prob.nii.gz", np.float32)):
+            out = nib.load(tmp_path / "trained" / name)
+            assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4)
+            assert out.get_data_dtype() == dtype
+        mask = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}.nii.gz").dataobj)
+        assert set(np.unique(mask)) <= {0, 1}

@@ -1,0 +1,55 @@
+"""Class-weight maps and the weighted focal / cross-entropy losses against hand computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.losses import DeepSupervisionLoss, FocalLoss
+from torch.nn import functional as F
+
+from strokezoo.losses import ClassWeightMapLoss, class_weight_map
+
+
+def test_class_weight_map_from_indices_and_one_hot():
+    label = torch.tensor([[[[0, 1], [2, 1]]]], dtype=torch.float32)
+    w = class_weight_map(label, [0.7, 2.0, 7.0])
+    assert torch.equal(w, torch.tensor([[[[0.7, 2.0], [7.0, 2.0]]]]))
+    one_hot = F.one_hot(label[:, 0].long(), 3).permute(0, 3, 1, 2).float()
+    assert torch.equal(class_weight_map(one_hot, [0.7, 2.0, 7.0]), w)
+    with pytest.raises(ValueError, match="class weights"):
+        class_weight_map(label, [0.3, 0.7])
+
+
+def test_weighted_binary_focal_loss_by_hand():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 4, 5)
+    target = (torch.rand(2, 1, 4, 5) > 0.7).float()
+    loss = ClassWeightMapLoss(FocalLoss(gamma=2.0, reduction="none"), [0.3, 0.7])(logits, target)
+    p = torch.sigmoid(logits)
+    p_t = torch.where(target > 0, p, 1 - p)
+    focal = -((1 - p_t) ** 2) * torch.log(p_t)
+    w = torch.where(target > 0, torch.tensor(0.7), torch.tensor(0.3))
+    assert loss.item() == pytest.approx((w * focal).mean().item(), rel=1e-5)
+    unweighted = ClassWeightMapLoss(FocalLoss(gamma=2.0, reduction="none"), None)(logits, target)
+    assert unweighted.item() == pytest.approx(focal.mean().item(), rel=1e-5)
+
+
+def test_weighted_cross_entropy_by_hand():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 6, 6)
+    target = torch.randint(0, 3, (2, 1, 6, 6)).float()
+    ce = FocalLoss(gamma=0.0, use_softmax=True, to_onehot_y=True, reduction="none")
+    loss = ClassWeightMapLoss(ce, [0.7, 2.0, 7.0])(logits, target)
+    ref = F.cross_entropy(logits, target[:, 0].long(), weight=None, reduction="none")
+    w = torch.tensor([0.7, 2.0, 7.0])[target[:, 0].long()]
+    assert loss.item() == pytest.approx((w * ref).mean().item(), rel=1e-5)
+
+
+def test_deep_supervision_total_is_the_weighted_sum():
+    torch.manual_seed(2)
+    target = (torch.rand(2, 1, 8, 8) > 0.8).float()
+    outs = [torch.randn(2, 1, 8, 8) for _ in range(6)]
+    base = ClassWeightMapLoss(FocalLoss(gamma=2.0, reduction="none"), [0.3, 0.7])
+    weights = [0.5, 0.25, 0.125, 0.05, 0.045, 0.03]
+    total = DeepSupervisionLoss(base, weights=weights)(outs, target)
+    assert total.item() == pytest.approx(sum(w * base(o, target).item() for w, o in zip(weights, outs)), rel=1e-5)
