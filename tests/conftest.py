@@ -38,3 +38,16 @@ def tree_digest(root: Path) -> str:
 
 
 ALL_LAYOUTS = sorted(LAYOUTS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_worker():
+    """With pytest-xdist, two workers share the two CI cores: more torch threads than cores makes every
+    conv step wait on the others (many times slower), so each worker computes on one thread."""
+    import os
+
+    import torch
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+    yield
