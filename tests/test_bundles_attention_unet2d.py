@@ -4,6 +4,7 @@ beats the untrained net, and inference on the input grid."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,20 +33,34 @@ def configs(bundle: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """``trained(bundle)`` -> (bundle_root, dataset_root, datalist) after a short training run, cached."""
-    done: dict[str, tuple[Path, Path, Path]] = {}
+def cohort12(tmp_path_factory):
+    """``cohort12(bundle)`` -> (dataset_root, datalist) of a 12-case cohort of the bundle's layout, 4 folds."""
+    made: dict[str, tuple[Path, Path]] = {}
 
     def get(bundle: str):
-        if bundle not in done:
-            tmp = tmp_path_factory.mktemp(bundle)
+        if bundle not in made:
+            tmp = tmp_path_factory.mktemp(f"{bundle}_data")
             layout = BUNDLES[bundle]
             data = tmp / "data"
             synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4, difficulty=0.0, workers=1, test_fraction=0.0)
             datalist = tmp / "datalist.json"
             build_datalist(data, datalist, layout=layout, folds=4)
+            made[bundle] = (data, datalist)
+        return made[bundle]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cohort12):
+    """``trained(bundle)`` -> (bundle_root, dataset_root, datalist) after a short training run, cached."""
+    done: dict[str, tuple[Path, Path, Path]] = {}
+
+    def get(bundle: str):
+        if bundle not in done:
+            data, datalist = cohort12(bundle)
             digest = tree_digest(data)
-            root = tmp / "bundle"
+            root = tmp_path_factory.mktemp(bundle) / "bundle"
             wf = ConfigWorkflow(
                 config_file=str(configs(bundle) / "train.json"), workflow_type="train", bundle_root=str(root),
                 dataset_dir=str(data), datalist=str(datalist), epochs=40, val_interval=5,
@@ -72,6 +87,20 @@ def test_check_properties(bundle, config, kind, tmp_path, cohort):
                         datalist=str(datalist), datalist_split="training", num_workers=0)
     wf.initialize()
     assert not wf.check_properties()
+
+
+def test_apis_override_reads_the_apis_layout(tmp_path, cohort):
+    data, _ = cohort("apis")
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout="apis", folds=2)
+    bundle = "stroke_ct_boundary_attention_unet2d"
+    files = [str(configs(bundle) / "train.json"), str(configs(bundle) / "apis.json")]
+    wf = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    wf.initialize()
+    assert not wf.check_properties()
+    assert wf.parser.get_parsed_content("network_def").encoder[0].conv1.conv.in_channels == 1  # NCCT only
+    sample = wf.parser.get_parsed_content("train#dataset")[0]
+    assert sample["image"].shape == (1, 64, 64) and set(sample["label"].unique().tolist()) <= {0.0, 1.0, 2.0}
 
 
 @pytest.mark.filterwarnings("ignore:No hash value provided")  # the schema is our own file in the repo
@@ -129,3 +158,21 @@ def test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid(bun
             assert out.get_data_dtype() == dtype
         mask = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}.nii.gz").dataobj)
         assert set(np.unique(mask)) <= {0, 1}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
+    """``multi_gpu_train.json`` with torchrun: DDP over two CPU processes (gloo), one epoch."""
+    data, datalist = cohort12(bundle)
+    val_fold = 0
+    root = tmp_path / "bundle"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "--config_file", f"['{configs(bundle) / 'train.json'}','{configs(bundle) / 'multi_gpu_train.json'}']",
+           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--val_fold", str(val_fold), "--epochs", "1"]
+    for k, v in CPU.items():
+        cmd += [f"--{k}", json.dumps(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)  # saved without the DDP wrapper

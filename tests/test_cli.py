@@ -107,10 +107,12 @@ def test_cli_error_is_clear(tmp_path):
 def test_demo_writes_report(tmp_path):
     from strokezoo.demo import run_demo
 
-    report = run_demo(str(tmp_path / "demo"), cases=2, scale=0.3)
+    report = run_demo(str(tmp_path / "demo"), cases=2, scale=0.3, epochs=2)
     text = Path(report).read_text()
     assert "isles2022" in text and "isles2018" in text
-    assert len(list((tmp_path / "demo").glob("*.png"))) == 2
+    assert "| stroke_mri_crossattention_unet2d | isles2017 |" in text and "| stroke_ct_boundary_attention_unet2d | isles2018 |" in text
+    assert len(list((tmp_path / "demo").glob("*.png"))) == 4  # two cohorts, two bundles
+    assert (tmp_path / "demo" / "bundles" / "stroke_mri_crossattention_unet2d" / "models" / "model.pt").is_file()
 
 
 def test_show_finds_bids_derivative_mask(cohort, tmp_path):
