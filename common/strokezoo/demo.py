@@ -44,7 +44,7 @@ def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path
 
     configs = bundles_dir() / bundle / "configs"
     common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, **CPU_OVERRIDES)
-    train = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type="train", epochs=epochs, val_interval=5,
+    train = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
                            **{"train#random_transforms": []}, **common)
     train.initialize()
     train.run()
