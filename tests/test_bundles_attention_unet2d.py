@@ -173,6 +173,10 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
         cmd += [f"--{k}", json.dumps(v)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    if r.returncode != 0 and "terminate called without an active exception" in r.stderr:
+        # Seen once in CI, not reproduced since: a gloo worker aborting at teardown while the other test
+        # worker starved the two cores. One retry; any other failure, or a second abort, fails the test.
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # saved without the DDP wrapper
