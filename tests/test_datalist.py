@@ -155,3 +155,24 @@ def test_modality_of_every_layout(cohort):
     assert all(v is None for k, v in kinds.items() if "cow-msk" in k)
     assert {v for k, v in kinds.items() if "lesion-msk" in k} == {"label"}
     assert {"ncct", "cta", "ctp", "tmax", "mtt", "cbf", "cbv"} <= set(kinds.values())
+
+
+def test_select_entries_and_ensure_datalist(cohort, tmp_path):
+    from strokezoo.data.datalist import ensure_datalist, select_entries
+
+    root, _ = cohort("isles2017")
+    dl = tmp_path / "dl.json"
+    assert ensure_datalist(root, dl, "isles2017", 2) == str(dl) and dl.is_file()  # built on first use
+    entries = json.loads(dl.read_text())["training"]
+    val = select_entries(dl, "training", folds=[0])
+    train = select_entries(dl, "training", exclude_folds=[0])
+    assert sorted(e["case_id"] for e in val + train) == sorted(e["case_id"] for e in entries)
+    assert all(e["fold"] == 0 for e in val) and all(e["fold"] != 0 for e in train)
+    assert all(Path(e["label"]).is_absolute() for e in val)
+    with pytest.raises(InputError, match="no 'training' entry is left"):
+        select_entries(dl, "training", folds=[7])
+    other, _ = cohort("isles2022")
+    before = dl.read_bytes()
+    with pytest.raises(InputError, match="was built for dataset root"):
+        ensure_datalist(other, dl, "isles2022")
+    assert dl.read_bytes() == before  # refused, not overwritten
