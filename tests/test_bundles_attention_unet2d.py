@@ -17,7 +17,7 @@ from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.demo import CPU_OVERRIDES as CPU
+from strokezoo.demo import CPU_OVERRIDES as CPU, train_bundle
 
 from conftest import tree_digest
 
@@ -61,14 +61,7 @@ def trained(tmp_path_factory, cohort12):
             data, datalist = cohort12(bundle)
             digest = tree_digest(data)
             root = tmp_path_factory.mktemp(bundle) / "bundle"
-            wf = ConfigWorkflow(
-                config_file=str(configs(bundle) / "train.json"), workflow_type="train", bundle_root=str(root),
-                dataset_dir=str(data), datalist=str(datalist), epochs=40, val_interval=5,
-                **{"train#random_transforms": []}, **CPU,
-            )
-            wf.initialize()
-            wf.run()
-            wf.finalize()
+            train_bundle(bundle, data, datalist, root, epochs=40)
             assert tree_digest(data) == digest, "training wrote into the dataset root"
             done[bundle] = (root, data, datalist)
         return done[bundle]

@@ -25,10 +25,6 @@ _BUNDLES = (
 CPU_OVERRIDES = {"image_size": 64, "features": [8, 16, 32, 64, 128, 256], "batch_size": 8, "num_workers": 0, "warmup_epochs": 2, "learning_rate": 1e-3}
 
 
-def _f(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
-
-
 def bundles_dir() -> Path:
     """The repository's ``bundles/`` folder (the demo runs from a clone)."""
     d = Path(__file__).resolve().parents[2] / "bundles"
@@ -37,18 +33,29 @@ def bundles_dir() -> Path:
     return d
 
 
-def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> dict:
-    """Train ``bundle`` with :data:`CPU_OVERRIDES` for ``epochs`` on ``datalist`` (validation = ``val_fold``),
-    infer the validation fold into ``out/eval`` and score it; returns the evaluation summary."""
+def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> Path:
+    """Train ``bundle`` into ``out`` with :data:`CPU_OVERRIDES`, no augmentation, for ``epochs`` on ``datalist``
+    (validation = ``val_fold``, every 5 epochs); returns the best checkpoint ``out/models/model.pt``."""
     from monai.bundle import ConfigWorkflow
 
     configs = bundles_dir() / bundle / "configs"
-    common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, **CPU_OVERRIDES)
     train = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
-                           **{"train#random_transforms": []}, **common)
+                           bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold,
+                           **{"train#random_transforms": []}, **CPU_OVERRIDES)
     train.initialize()
     train.run()
     train.finalize()
+    return out / "models" / "model.pt"
+
+
+def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> dict:
+    """:func:`train_bundle`, then infer the validation fold into ``out/eval`` and score it; returns the
+    evaluation summary."""
+    from monai.bundle import ConfigWorkflow
+
+    train_bundle(bundle, data, datalist, out, epochs, val_fold)
+    configs = bundles_dir() / bundle / "configs"
+    common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, **CPU_OVERRIDES)
     infer = ConfigWorkflow(config_file=[str(configs / "inference.json"), str(configs / "evaluate.json")], workflow_type="inference", **common)
     infer.initialize()
     infer.run()
@@ -62,7 +69,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
     from .data.atomic import write_text_atomic
     from .data.datalist import build_datalist
     from .data.synth import synthesize_cohort
-    from .metrics.evaluate import evaluate
+    from .metrics.evaluate import evaluate, fmt_metric
     from .visualize import show_case
 
     out = Path(out)
@@ -105,8 +112,8 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         show_case(image.parents[1], out / f"{bundle}_{first['case_id']}.png", label=first["label"],
                   pred=str(out / "bundles" / bundle / "eval" / f"{first['case_id']}.nii.gz"))
         lines.append(
-            f"| {bundle} | {layout} | {summary['cases']} | {_f(m['dice']['mean'])} ({_f(m['dice']['median'])}) | {_f(m['precision']['mean'])} | "
-            f"{_f(m['recall']['mean'])} | {_f(m['hd95']['median'], 1)} | {time.perf_counter() - t0:.0f} |"
+            f"| {bundle} | {layout} | {summary['cases']} | {fmt_metric(m['dice']['mean'])} ({fmt_metric(m['dice']['median'])}) | {fmt_metric(m['precision']['mean'])} | "
+            f"{fmt_metric(m['recall']['mean'])} | {fmt_metric(m['hd95']['median'], 1)} | {time.perf_counter() - t0:.0f} |"
         )
         print(f"{bundle}: done in {time.perf_counter() - t0:.0f} s")
     report = out / "report.md"

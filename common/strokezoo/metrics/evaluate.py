@@ -25,7 +25,7 @@ from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
 from .segmentation import METRICS, segmentation_metrics
 
-__all__ = ["evaluate", "find_prediction", "summarize"]
+__all__ = ["evaluate", "find_prediction", "fmt_metric", "summarize"]
 
 
 def find_prediction(folder: Path, case_id: str) -> Path:
@@ -56,8 +56,9 @@ def summarize(rows: list[dict], keys: list[str]) -> dict:
     return out
 
 
-def _fmt(x) -> str:
-    return "–" if x is None else f"{x:.3f}"
+def fmt_metric(x: float | None, digits: int = 3) -> str:
+    """A summary value for a Markdown table: fixed digits, or "–" where no case gave one."""
+    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def evaluate(
@@ -117,7 +118,7 @@ def evaluate(
              "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
     for k in keys:
         s = summary["metrics"][k]
-        lines.append(f"| {k} | {_fmt(s['mean'])} | {_fmt(s['sd'])} | {_fmt(s['median'])} | {s['n']} |")
+        lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
     write_text_atomic("\n".join(lines) + "\n", out / "report.md")
