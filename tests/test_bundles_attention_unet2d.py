@@ -91,7 +91,7 @@ def test_apis_override_reads_the_apis_layout(tmp_path, cohort):
     wf = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
     wf.initialize()
     assert not wf.check_properties()
-    assert wf.parser.get_parsed_content("network_def").encoder[0].conv1.conv.in_channels == 1  # NCCT only
+    assert wf.parser.get_parsed_content("network_def").encoder.blocks[0].conv1.conv.in_channels == 1  # NCCT only
     sample = wf.parser.get_parsed_content("train#dataset")[0]
     assert sample["image"].shape == (1, 64, 64) and set(sample["label"].unique().tolist()) <= {0.0, 1.0, 2.0}
 

@@ -53,3 +53,25 @@ def test_deep_supervision_total_is_the_weighted_sum():
     weights = [0.5, 0.25, 0.125, 0.05, 0.045, 0.03]
     total = DeepSupervisionLoss(base, weights=weights)(outs, target)
     assert total.item() == pytest.approx(sum(w * base(o, target).item() for w, o in zip(weights, outs)), rel=1e-5)
+
+
+def test_multi_segmentation_loss_is_eq1_by_hand():
+    """Gómez et al. MICCAI 2023, Eq. 1: alpha-balanced focal loss (gamma 2, alpha 0.25) on each of the ADC and
+    DWI outputs against its own annotation, weighted by C (1 non-lesion, 3 lesion), the two terms summed."""
+    from strokezoo.losses import MultiSegmentationLoss
+
+    torch.manual_seed(3)
+    logits = torch.randn(3, 2, 6, 7)
+    target = (torch.rand(3, 2, 6, 7) > 0.6).float()
+    loss = MultiSegmentationLoss(ClassWeightMapLoss(FocalLoss(gamma=2.0, alpha=0.25, reduction="none"), [1.0, 3.0]))(logits, target)
+    expected = 0.0
+    for c in range(2):
+        p = torch.sigmoid(logits[:, c])
+        y = target[:, c]
+        p_t = torch.where(y > 0, p, 1 - p)
+        alpha_t = torch.where(y > 0, 0.25, 0.75)
+        weight = torch.where(y > 0, 3.0, 1.0)
+        expected = expected + (weight * -alpha_t * (1 - p_t) ** 2 * torch.log(p_t)).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="one annotation per output"):
+        MultiSegmentationLoss(F.binary_cross_entropy_with_logits)(logits, target[:, :1])

@@ -1,5 +1,6 @@
 """Networks of the strokezoo bundles, MONAI-style (typed, ``spatial_dims`` where it fits)."""
 
 from .cross_attention_unet import CrossAttentionUNet
+from .cross_domain_unet import CrossDomainUNet
 
-__all__ = ["CrossAttentionUNet"]
+__all__ = ["CrossAttentionUNet", "CrossDomainUNet"]

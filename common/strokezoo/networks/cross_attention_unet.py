@@ -4,7 +4,9 @@ Six levels of (3×3 conv, BN, ReLU)×2 blocks, max-pooling down, bilinear ×2 up
 gate (:class:`~strokezoo.networks.blocks.CrossAttentionGate`) on every skip, and deep-supervision heads
 (:class:`~strokezoo.networks.blocks.DeepSupervisionHead`) on every coarser decoder level. The thesis's
 ablation rows (U-Net, U-Net + CW, U-Net + CW + DS, U-Net + CW + DS + Att) are the flags of this one class
-(CW, class-weight maps, is a property of the loss: :mod:`strokezoo.losses.class_weight_map`).
+(CW, class-weight maps, is a property of the loss: :mod:`strokezoo.losses.class_weight_map`). Its encoder and
+decoder are the shared :class:`~strokezoo.networks.blocks.UNetEncoder` and
+:class:`~strokezoo.networks.blocks.CrossAttentionDecoder`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import Convolution, UnetBasicBlock, UpSample
-from monai.networks.layers.factories import Pool
 from torch import nn
 
-from .blocks import CrossAttentionGate, DeepSupervisionHead
+from .blocks import CrossAttentionDecoder, DeepSupervisionHead, UNetEncoder
 
 __all__ = ["CrossAttentionUNet"]
 
@@ -67,43 +67,21 @@ class CrossAttentionUNet(nn.Module):
         self.features = tuple(int(f) for f in features)
         self.cross_attention = cross_attention
         self.deep_supervision = deep_supervision
-        levels = len(self.features)
-
-        def block(c_in: int, c_out: int) -> nn.Module:
-            return UnetBasicBlock(spatial_dims, c_in, c_out, kernel_size=3, stride=1, norm_name=norm, act_name=act, dropout=dropout)
-
-        self.encoder = nn.ModuleList(block(in_channels if i == 0 else self.features[i - 1], f) for i, f in enumerate(self.features))
-        self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
-        self.up = UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
-        skip = self.features[:-1]
-        self.up_conv = nn.ModuleList(
-            Convolution(spatial_dims, self.features[i + 1], f, kernel_size=3, norm=norm, act=act, dropout=dropout) for i, f in enumerate(skip)
-        )
-        self.gates = nn.ModuleList(CrossAttentionGate(spatial_dims, f, f) for f in skip) if cross_attention else None
-        self.decoder = nn.ModuleList(block(2 * f, f) for f in skip)
+        self.encoder = UNetEncoder(spatial_dims, in_channels, self.features, norm=norm, act=act, dropout=dropout)
+        self.decoder = CrossAttentionDecoder(spatial_dims, self.features[-1], self.features[:-1], cross_attention, norm=norm, act=act, dropout=dropout)
         self.head = DeepSupervisionHead(spatial_dims, self.features[0], out_channels)
-        # heads[j] estimates from level j + 1 (decoder levels 1..L-2, then the bottleneck L-1)
+        # ds_heads[j] estimates from level j + 1 (decoder levels 1..L-2, then the bottleneck L-1)
         self.ds_heads = nn.ModuleList(DeepSupervisionHead(spatial_dims, f, out_channels) for f in self.features[1:]) if deep_supervision else None
-        self.divisor = 2 ** (levels - 1)
+        self.divisor = 2 ** (len(self.features) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         size = tuple(x.shape[2:])
         if any(s % self.divisor for s in size):
             raise ValueError(f"input size {size} must be divisible by {self.divisor} ({len(self.features)} levels)")
-        supervise = self.deep_supervision and self.training
-        skips = []
-        h = x
-        for i, enc in enumerate(self.encoder):
-            h = enc(self.pool(h) if i else h)
-            skips.append(h)
-        coarse = [self.ds_heads[-1](h, size)] if supervise else []
-        for i in reversed(range(len(self.decoder))):
-            d = self.up_conv[i](self.up(h))
-            s = self.gates[i](skips[i], d) if self.gates is not None else skips[i]
-            h = self.decoder[i](torch.cat([d, s], dim=1))
-            if supervise and i > 0:
-                coarse.append(self.ds_heads[i - 1](h, size))
-        prediction = self.head(h, size)
-        if supervise:
-            return [prediction, *reversed(coarse)]
-        return prediction
+        levels = self.encoder(x)
+        decoded = self.decoder(levels[-1], levels[:-1])  # coarsest first, the last is level 0
+        prediction = self.head(decoded[-1], size)
+        if not (self.deep_supervision and self.training):
+            return prediction
+        by_level = [*reversed(decoded[:-1]), levels[-1]]  # decoder levels 1 .. L-2, then the bottleneck
+        return [prediction, *(head(h, size) for head, h in zip(self.ds_heads, by_level))]

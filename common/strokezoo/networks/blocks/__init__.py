@@ -1,6 +1,8 @@
-"""Blocks that MONAI does not provide, shared by the strokezoo networks."""
+"""Blocks shared by the strokezoo networks: the U-Net paths and the pieces MONAI does not provide."""
 
+from .attention_decoder import CrossAttentionDecoder
 from .cross_attention import CrossAttentionGate
 from .deep_supervision import DeepSupervisionHead
+from .encoder import UNetEncoder, conv_block
 
-__all__ = ["CrossAttentionGate", "DeepSupervisionHead"]
+__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "UNetEncoder", "conv_block"]
