@@ -65,6 +65,32 @@ def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str
         sys.exit(1)
 
 
+def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", raters: dict | None = None, split: str = "training", folds: list[int] | None = None) -> None:
+    """Score per-modality masks (PRED/<case_id>_<modality>.nii.gz) against every rater's annotation of that
+    modality, with the raters' agreement (Cohen's kappa per modality and between modalities) and a
+    Bland-Altman comparison of the model's Dice with the inter-rater Dice (Gómez et al., MICCAI 2023, Sec. 3).
+
+    --raters maps rater names to datalist-key templates (default: the two-rater layout,
+    '{"R1": "label_r1_{modality}", "R2": "label_r2_{modality}"}'; '{"R1": "label"}' for one mask per case).
+    Writes OUT/metrics.csv, agreement.csv, bland_altman.csv/.png, summary.json, report.md; exits 1 if any
+    case could not be scored.
+
+    Example:
+        strokezoo evaluate-raters --pred outputs/preds --ref datalist.json --out outputs/raters
+    """
+    from .metrics.evaluate import fmt_metric as fmt
+    from .metrics.rater_study import evaluate_raters as run
+
+    mods = [m.strip() for m in modalities.split(",")] if isinstance(modalities, str) else list(modalities)
+    s = run(pred, ref, out, modalities=mods, raters=raters, split=split, folds=folds)
+    for m, per_rater in s["metrics"].items():
+        for r, metrics in per_rater.items():
+            print(f"{m} vs {r}: Dice {fmt(metrics['dice']['mean'])} over {metrics['dice']['n']} cases")
+    print(f"report in {out}/report.md")
+    if s["failures"]:
+        sys.exit(1)
+
+
 def baseline(datalist: str, rule: str, out: str, split: str = "training") -> None:
     """Predict lesions with a clinical threshold rule: "adc" (ADC < 620e-6 mm^2/s) or "rcbf" (CBF < 30 %).
 
@@ -108,7 +134,7 @@ def demo(out: str = "demo_output", cases: int = 8, epochs: int = 40) -> None:
 
 def main() -> None:
     try:
-        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
+        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

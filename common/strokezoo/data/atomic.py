@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "write_csv_atomic"]
 
 
 @contextmanager
@@ -41,3 +43,13 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:
     return write_text_atomic(json.dumps(obj, indent=2), path)
+
+
+def write_csv_atomic(rows: list[dict], fieldnames: list[str], path: str | os.PathLike) -> Path:
+    """One CSV row per dict (missing keys left empty); floats with 6 significant digits."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return write_text_atomic(buf.getvalue(), path)

@@ -1,13 +1,13 @@
 """3D evaluation: overlap, surface distance, volume and lesion-wise metrics (:mod:`.segmentation`),
-image quality (:mod:`.image_quality`), inter-rater agreement (:mod:`.agreement`) and the
-``strokezoo evaluate`` pipeline (:mod:`.evaluate`). Submodules are imported where used, so that light
+image quality (:mod:`.image_quality`), inter-rater agreement (:mod:`.agreement`), the ``strokezoo evaluate``
+pipeline (:mod:`.evaluate`) and its per-modality, several-rater form (:mod:`.rater_study`). Submodules are imported where used, so that light
 callers (the synthetic cohort) do not pay for importing MONAI."""
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["agreement", "evaluate", "image_quality", "segmentation"]
+__all__ = ["agreement", "evaluate", "image_quality", "rater_study", "segmentation"]
 
 
 def __getattr__(name: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cohen_kappa"]
+__all__ = ["cohen_kappa", "kappa_level", "KAPPA_LEVELS"]
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray, within: np.ndarray | None = None) -> float:
@@ -25,3 +25,15 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray, within: np.ndarray | None = None) 
     if p_e >= 1.0:
         return 1.0
     return float((p_o - p_e) / (1 - p_e))
+
+
+#: Landis & Koch (1977) agreement levels: (upper bound of kappa, name), as Gómez et al. (MICCAI 2023, Fig. 2)
+#: report them; kappa below 0 is "poor"
+KAPPA_LEVELS = ((0.2, "slight"), (0.4, "fair"), (0.6, "moderate"), (0.8, "substantial"), (1.0, "almost perfect"))
+
+
+def kappa_level(kappa: float) -> str:
+    """Landis–Koch level of a kappa value: poor (< 0), slight (≤ 0.2), fair, moderate, substantial, almost perfect (> 0.8)."""
+    if kappa < 0:
+        return "poor"
+    return next((name for upper, name in KAPPA_LEVELS if kappa <= upper), KAPPA_LEVELS[-1][1])

@@ -10,8 +10,6 @@ cannot be scored are listed in both and make the command exit non-zero, after th
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.atomic import write_json_atomic, write_text_atomic
+from ..data.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ..data.datalist import load_datalist_entries, select_entries
 from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
@@ -105,12 +103,7 @@ def evaluate(
             print(f"cannot evaluate {cid}: {err}", file=sys.stderr)
     keys = list(METRICS) + (["ssim", "psnr", "ssim_lesion", "psnr_lesion"] if image_pred is not None else [])
     out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["case_id", *keys])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text_atomic(buf.getvalue(), out / "metrics.csv")
+    write_csv_atomic(rows, ["case_id", *keys], out / "metrics.csv")
     summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
                "metrics": summarize(rows, keys), "failures": failures}
     write_json_atomic(summary, out / "summary.json")
