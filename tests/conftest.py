@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
 from strokezoo.data.synth import synthesize_cohort
+from strokezoo.demo import BUNDLES, train_bundle
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 
@@ -38,6 +40,44 @@ def tree_digest(root: Path) -> str:
 
 
 ALL_LAYOUTS = sorted(LAYOUTS)
+
+
+@pytest.fixture(scope="session")
+def cohort12(tmp_path_factory):
+    """``cohort12(bundle)`` -> (dataset_root, datalist) of a 12-case cohort of the bundle's layout, 4 folds."""
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(bundle: str):
+        if bundle not in made:
+            tmp = tmp_path_factory.mktemp(f"{bundle}_data")
+            layout = BUNDLES[bundle][0]
+            data = tmp / "data"
+            synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4, difficulty=0.0, workers=1, test_fraction=0.0)
+            datalist = tmp / "datalist.json"
+            build_datalist(data, datalist, layout=layout, folds=4)
+            made[bundle] = (data, datalist)
+        return made[bundle]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, cohort12):
+    """``trained(bundle, epochs)`` -> (bundle_root, dataset_root, datalist) after a short CPU-sized training
+    run (:func:`strokezoo.demo.train_bundle`), cached."""
+    done: dict[str, tuple[Path, Path, Path]] = {}
+
+    def get(bundle: str, epochs: int = 40):
+        if bundle not in done:
+            data, datalist = cohort12(bundle)
+            digest = tree_digest(data)
+            root = tmp_path_factory.mktemp(bundle) / "bundle"
+            train_bundle(bundle, data, datalist, root, epochs=epochs)
+            assert tree_digest(data) == digest, "training wrote into the dataset root"
+            done[bundle] = (root, data, datalist)
+        return done[bundle]
+
+    return get
 
 
 @pytest.fixture(scope="session", autouse=True)

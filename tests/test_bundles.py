@@ -1,0 +1,70 @@
+"""Every bundle: config properties, metadata against the schema, network in/out, and DDP over two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
+
+from strokezoo.data.datalist import build_datalist
+from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def configs(bundle: str) -> Path:
+    return REPO / "bundles" / bundle / "configs"
+
+
+def test_every_bundle_folder_is_covered():
+    assert sorted(p.name for p in (REPO / "bundles").iterdir() if p.is_dir()) == sorted(BUNDLES)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("config,kind", [("train.json", "train"), ("inference.json", "inference")])
+def test_check_properties(bundle, config, kind, tmp_path, cohort):
+    layout = BUNDLES[bundle][0]
+    data, _ = cohort(layout)
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout=layout, folds=2)
+    wf = ConfigWorkflow(config_file=str(configs(bundle) / config), workflow_type=kind, meta_file=str(configs(bundle) / "metadata.json"),
+                        logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
+                        datalist=str(datalist), datalist_split="training", num_workers=0)
+    wf.initialize()
+    assert not wf.check_properties()
+
+
+@pytest.mark.filterwarnings("ignore:No hash value provided")  # the schema is our own file in the repo
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_and_network_in_out(bundle, tmp_path):
+    verify_metadata(meta_file=str(configs(bundle) / "metadata.json"), filepath=str(REPO / "bundles" / "metadata_schema.json"))
+    verify_net_in_out(net_id="network_def", meta_file=str(configs(bundle) / "metadata.json"),
+                      config_file=str(configs(bundle) / "inference.json"), device="cpu", n=1, any=1)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
+    """``multi_gpu_train.json`` with torchrun: DDP over two CPU processes (gloo), one epoch."""
+    data, datalist = cohort12(bundle)
+    val_fold = 0
+    root = tmp_path / "bundle"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "train.json", "multi_gpu_train.json")),
+           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--val_fold", str(val_fold), "--epochs", "1"]
+    for k, v in cpu_overrides(bundle).items():
+        cmd += [f"--{k}", json.dumps(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    if r.returncode != 0 and "terminate called without an active exception" in r.stderr:
+        # Seen once in CI, not reproduced since: a gloo worker aborting at teardown while the other test
+        # worker starved the two cores. One retry; any other failure, or a second abort, fails the test.
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)  # saved without the DDP wrapper
