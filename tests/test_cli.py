@@ -24,7 +24,7 @@ def run(*args):
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "baseline", "show", "demo"])
+@pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "evaluate-raters", "baseline", "show", "demo"])
 def test_help_has_an_example(command):
     r = run(command, "--help")
     text = r.stdout + r.stderr
@@ -111,7 +111,8 @@ def test_demo_writes_report(tmp_path):
     text = Path(report).read_text()
     assert "isles2022" in text and "isles2018" in text
     assert "| stroke_mri_crossattention_unet2d | isles2017 |" in text and "| stroke_ct_boundary_attention_unet2d | isles2018 |" in text
-    assert len(list((tmp_path / "demo").glob("*.png"))) == 4  # two cohorts, two bundles
+    assert "| stroke_dwi_crossdomain_unet2d (ADC vs R1) | isles2022 |" in text and "| stroke_dwi_crossdomain_unet2d (DWI vs R2) | isles2022 |" in text
+    assert len(list((tmp_path / "demo").glob("*.png"))) == 5  # two cohorts, three bundles
     assert (tmp_path / "demo" / "bundles" / "stroke_mri_crossattention_unet2d" / "models" / "model.pt").is_file()
 
 
