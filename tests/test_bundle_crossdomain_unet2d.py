@@ -61,6 +61,12 @@ def test_targets_are_the_raters_masks_per_modality(two_rater_datalist, tmp_path)
         e = entries[item["case_id"]]
         for c, key in enumerate(("label_r1_adc", "label_r1_dwi")):
             assert np.array_equal(np.asarray(item["label"][c]) > 0, np.asarray(nib.load(e[key]).dataobj) > 0)
+    unimodal = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in ("train.json", "two_rater.json", "unimodal_dwi.json")], workflow_type="train",
+                              bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    unimodal.initialize()
+    item = unimodal.parser.get_parsed_content("validate#dataset")[0]
+    assert item["image"].shape[0] == item["label"].shape[0] == 1
+    assert np.array_equal(np.asarray(item["label"][0]) > 0, np.asarray(nib.load(entries[item["case_id"]]["label_r1_dwi"]).dataobj) > 0)
     default = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(tmp_path),
                              dataset_dir=str(data), datalist=str(datalist), **CPU)
     default.initialize()
