@@ -15,7 +15,7 @@ from conftest import tree_digest
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.data.nifti import load_nifti
+from strokezoo.data.nifti import InputError, load_nifti
 
 CLI = [sys.executable, "-m", "strokezoo.cli"]
 
@@ -150,3 +150,20 @@ def test_evaluate_synthesized_images(cohort, tmp_path):
         dwi = load_nifti(e["dwi"]).data
         assert 0.0 < float(row["ssim"]) < 1.0
         assert float(row["psnr"]) > 10 * np.log10((dwi.max() - dwi.min()) ** 2 / 25.0) - 0.5
+
+
+def test_show_draws_a_mask_per_modality(cohort, tmp_path):
+    """A per-modality method's masks go on their own panels: ADC mask on ADC, DWI mask on DWI."""
+    from strokezoo.visualize import show_case
+
+    root, _ = cohort("isles2022")
+    dl = tmp_path / "dl.json"
+    build_datalist(root, dl, layout="isles2022", folds=2)
+    e = json.loads(dl.read_text())["training"][0]
+    masks = {"adc": e["label_r1_adc"], "dwi": e["label_r2_dwi"]}
+    case = Path(e["adc"]).parents[2]
+    out = show_case(case, tmp_path / "m.png", label=masks, pred=masks)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError):
+        show_case(case, tmp_path / "bad.png", label=masks, pred={"dwi": str(tmp_path / "missing.nii.gz")})
+    assert not (tmp_path / "bad.png").exists()

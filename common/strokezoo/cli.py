@@ -107,9 +107,10 @@ def baseline(datalist: str, rule: str, out: str, split: str = "training") -> Non
         sys.exit(1)
 
 
-def show(case_dir: str, out: str = "case.png", label: str | None = None, z: int | None = None, pred: str | None = None) -> None:
+def show(case_dir: str, out: str = "case.png", label: str | dict | None = None, z: int | None = None, pred: str | dict | None = None) -> None:
     """Draw a montage of a case's modalities at one axial slice with the lesion outline (red) and,
-    with --pred MASK, a predicted mask's outline (blue).
+    with --pred MASK, a predicted mask's outline (blue). --label and --pred also take one mask per
+    modality, e.g. --pred '{"adc": "case_adc.nii.gz", "dwi": "case_dwi.nii.gz"}'.
 
     Example:
         strokezoo show data/isles2018_synth/TRAINING/case_1 --out case_1.png

@@ -124,9 +124,12 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]
         # per-modality, per-rater tables (cross-domain bundle) or one table
         tables = {f"{m.upper()} vs {r}": t for m, per_rater in summary["metrics"].items() for r, t in per_rater.items()} if "raters" in summary else {"": summary["metrics"]}
-        suffix = "_dwi" if "raters" in summary else ""
-        show_case(case_dir, out / f"{bundle}_{first['case_id']}.png", label=first.get("label_r1_dwi", first["label"]),
-                  pred=str(out / "bundles" / bundle / "eval" / f"{first['case_id']}{suffix}.nii.gz"))
+        if "raters" in summary:  # one mask per modality: R1's masks and the per-modality predictions on their panels
+            label = {m: first[next(iter(summary["raters"].values())).format(modality=m)] for m in summary["modalities"]}
+            pred = {m: str(out / "bundles" / bundle / "eval" / f"{first['case_id']}_{m}.nii.gz") for m in summary["modalities"]}
+        else:
+            label, pred = first["label"], str(out / "bundles" / bundle / "eval" / f"{first['case_id']}.nii.gz")
+        show_case(case_dir, out / f"{bundle}_{first['case_id']}.png", label=label, pred=pred)
         seconds = time.perf_counter() - t0
         for what, m in tables.items():
             lines.append(

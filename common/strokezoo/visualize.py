@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,29 @@ def _bids_derivative_masks(subject_dir: Path) -> list[Path]:
     return []
 
 
+def _per_panel(masks: str | os.PathLike | Mapping[str, str] | None, keys) -> dict:
+    """``{modality: mask array or None}``: one mask for every panel, or a mask per modality."""
+    if masks is None:
+        return dict.fromkeys(keys)
+    if isinstance(masks, Mapping):
+        loaded = {k: load_nifti(p, "label", allow_zero=True).data for k, p in masks.items()}
+        return {k: loaded.get(k) for k in keys}
+    m = load_nifti(masks, "label", allow_zero=True).data
+    return dict.fromkeys(keys, m)
+
+
 def show_case(
-    case_dir: str | os.PathLike, out: str | os.PathLike = "case.png", label: str | None = None, z: int | None = None, pred: str | None = None
+    case_dir: str | os.PathLike,
+    out: str | os.PathLike = "case.png",
+    label: str | Mapping[str, str] | None = None,
+    z: int | None = None,
+    pred: str | Mapping[str, str] | None = None,
 ) -> Path:
     """Draw every modality of ``case_dir`` at one axial slice (the lesion's largest, unless ``z``), with
     the lesion outlined in red and, given ``pred`` (a mask on the label's grid), the prediction in blue;
-    4D series are shown as their temporal maximum."""
+    4D series are shown as their temporal maximum. ``label`` and ``pred`` may map modalities to masks
+    (``{"adc": …, "dwi": …}``) for methods that segment each modality on its own; the slice is then chosen
+    on the first label."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,14 +67,15 @@ def show_case(
             masks.append(p)
         elif key is not None and key not in images:
             images[key] = p
-    if label:
+    if label and not isinstance(label, Mapping):
         masks = [Path(label)]
+    elif label:
+        masks = [Path(p) for p in label.values()]
     elif not masks and case_dir.name.startswith("sub-"):
         masks = _bids_derivative_masks(case_dir)
     if not images:
         raise FileNotFoundError(f"{case_dir}: no image of a known modality found")
     lesion = load_nifti(masks[0], "label").data if masks else None
-    predicted = load_nifti(pred, "label", allow_zero=True).data if pred else None
     vols = {}
     for key, p in images.items():
         try:
@@ -68,6 +87,8 @@ def show_case(
     depth = lesion.shape[2] if lesion is not None else next(iter(vols.values())).shape[2]
     if z is None:
         z = int(np.argmax(lesion.sum((0, 1)))) if lesion is not None and lesion.any() else depth // 2
+    lesions = _per_panel(label, vols) if isinstance(label, Mapping) else dict.fromkeys(vols, lesion)
+    predicted = _per_panel(pred, vols)
     n = len(vols)
     fig, axes = plt.subplots(1, n, figsize=(3 * n, 3.4), squeeze=False)
     for ax, (key, v) in zip(axes[0], vols.items()):
@@ -79,10 +100,9 @@ def show_case(
             inside = sl[sl != 0]
             lo, hi = np.percentile(inside, [1, 99]) if inside.size else (0, 1)
         ax.imshow(sl, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
-        if lesion is not None and lesion.shape == v.shape[:3] and lesion[:, :, zz].any():
-            ax.contour(lesion[:, :, zz].T, levels=[0.5], colors="red", linewidths=0.8)
-        if predicted is not None and predicted.shape == v.shape[:3] and predicted[:, :, zz].any():
-            ax.contour(predicted[:, :, zz].T, levels=[0.5], colors="deepskyblue", linewidths=0.8)
+        for mask, colour in ((lesions[key], "red"), (predicted[key], "deepskyblue")):
+            if mask is not None and mask.shape == v.shape[:3] and mask[:, :, zz].any():
+                ax.contour(mask[:, :, zz].T, levels=[0.5], colors=colour, linewidths=0.8)
         ax.set_title(f"{key} (z={zz})", fontsize=9)
         ax.axis("off")
     fig.suptitle(case_dir.name, fontsize=10)
