@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.demo import BUNDLES, train_bundle
+from strokezoo.demo import BUNDLES, config_files, cpu_overrides, train_bundle
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 
@@ -91,3 +94,26 @@ def _one_torch_thread_per_worker():
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
     yield
+
+
+def untrained_checkpoint(bundle: str, path: Path) -> Path:
+    """Save the CPU-sized network of ``bundle``, freshly initialised (seed 0), as a state dict at ``path``."""
+    import torch
+    from monai.bundle import ConfigWorkflow
+
+    torch.manual_seed(0)
+    wf = ConfigWorkflow(config_file=config_files(bundle, "train.json"), workflow_type="train", bundle_root=str(path.parent), **cpu_overrides(bundle))
+    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), path)
+    return path
+
+
+def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path) -> dict:
+    """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
+    would, with ``python -m monai.bundle run`` in a subprocess and the CPU-sized network; returns the summary."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
+           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
+           "--output_dir", str(out), "--save_probabilities", "True", "--num_workers", "0"]
+    for k in ("image_size", "features"):
+        cmd += [f"--{k}", json.dumps(cpu_overrides(bundle)[k])]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
+    return json.loads((out / "metrics" / "summary.json").read_text())

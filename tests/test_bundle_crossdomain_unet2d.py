@@ -4,8 +4,6 @@ two-rater cohort that beats the untrained net, and per-modality masks on the inp
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,9 +13,9 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.demo import config_files, cpu_overrides
+from strokezoo.demo import cpu_overrides
 
-from conftest import tree_digest
+from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_dwi_crossdomain_unet2d"
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
@@ -80,22 +78,10 @@ def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(tra
     ckpt = root / "models" / "model.pt"
     assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
 
-    def evaluate_with(checkpoint: Path, out: Path) -> dict:
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(BUNDLE, "inference.json", "evaluate.json")),
-               "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
-               "--output_dir", str(out), "--save_probabilities", "True", "--num_workers", "0"]
-        for k in ("image_size", "features"):
-            cmd += [f"--{k}", json.dumps(CPU[k])]
-        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
-        return json.loads((out / "metrics" / "summary.json").read_text())
-
-    torch.manual_seed(0)
-    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(tmp_path), **CPU)
-    untrained = tmp_path / "untrained.pt"
-    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), untrained)
+    untrained = untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt")
     digest = tree_digest(data)
-    after = evaluate_with(ckpt, tmp_path / "trained")
-    before = evaluate_with(untrained, tmp_path / "untrained")
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained")
+    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained, tmp_path / "untrained")
     assert tree_digest(data) == digest
 
     def dice(s: dict, m: str, r: str) -> float:

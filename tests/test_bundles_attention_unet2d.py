@@ -4,8 +4,6 @@ untrained net, and inference on the input grid. Properties, metadata and DDP: te
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +15,7 @@ from monai.bundle import ConfigWorkflow
 from strokezoo.data.datalist import build_datalist
 from strokezoo.demo import CPU_OVERRIDES as CPU
 
-from conftest import tree_digest
+from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = ("stroke_mri_crossattention_unet2d", "stroke_ct_boundary_attention_unet2d")
@@ -60,22 +58,10 @@ def test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid(bun
     state = torch.load(ckpt, weights_only=True)
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
 
-    def evaluate_with(checkpoint: Path, out: Path) -> float:
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-               f"['{configs(bundle) / 'inference.json'}','{configs(bundle) / 'evaluate.json'}']",
-               "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist),
-               "--ckpt_path", str(checkpoint), "--output_dir", str(out), "--image_size", "64",
-               "--features", "[8,16,32,64,128,256]", "--save_probabilities", "True", "--num_workers", "0"]
-        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
-        return json.loads((out / "metrics" / "summary.json").read_text())["metrics"]["dice"]["mean"]
-
-    torch.manual_seed(0)
-    wf = ConfigWorkflow(config_file=str(configs(bundle) / "train.json"), workflow_type="train", bundle_root=str(tmp_path), **CPU)
-    untrained = tmp_path / "untrained.pt"
-    torch.save(wf.parser.get_parsed_content("network_def").state_dict(), untrained)
+    untrained = untrained_checkpoint(bundle, tmp_path / "untrained.pt")
     digest = tree_digest(data)
-    dice_trained = evaluate_with(ckpt, tmp_path / "trained")
-    dice_untrained = evaluate_with(untrained, tmp_path / "untrained")
+    dice_trained = infer_and_evaluate(bundle, root, data, datalist, ckpt, tmp_path / "trained")["metrics"]["dice"]["mean"]
+    dice_untrained = infer_and_evaluate(bundle, root, data, datalist, untrained, tmp_path / "untrained")["metrics"]["dice"]["mean"]
     assert tree_digest(data) == digest
     assert dice_trained > dice_untrained + 0.1, (dice_trained, dice_untrained)
 
