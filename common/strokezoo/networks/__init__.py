@@ -2,5 +2,6 @@
 
 from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
+from .residual_unet3d import AsymmetricResidualUNet
 
-__all__ = ["CrossAttentionUNet", "CrossDomainUNet"]
+__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet"]
