@@ -1,0 +1,103 @@
+"""Dense overlapping patch inference (Clèrigues et al., CMPB 2020, Sec. 3.5).
+
+Patches of the training size are centred on a regular grid of voxels (extraction step 4×4×1 in the paper),
+every patch is predicted whole, and each voxel's class probabilities are the average over all the patches
+that cover it. Patches whose centre lies outside the brain (first channel ≤ 0, as the authors' code tests it)
+can be skipped. MONAI's ``SlidingWindowInferer`` places windows by an overlap fraction and shifts the last
+window inside the image, so it cannot reproduce a fixed voxel step with centred, zero-padded border patches
+or the brain test; this inferer does exactly that.
+
+It is exact and fast: the volume is zero-padded once, patches are views of it (``unfold``) gathered in large
+batches on the network's device, and the probabilities are accumulated with one ``index_add_`` per batch.
+The result equals the per-patch loop (tested to 1e-5 in fp32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from monai.inferers import Inferer
+
+__all__ = ["DensePatchInferer", "patch_centres"]
+
+
+def _padding(patch_size: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) zero padding per axis so that a patch centred on any voxel lies inside: a patch centred
+    on ``c`` covers ``[c - p // 2, c - p // 2 + p)``."""
+    return [(p // 2, p - p // 2 - 1) for p in patch_size]
+
+
+def patch_centres(image: torch.Tensor, step: Sequence[int], brain_only: bool = True) -> torch.Tensor:
+    """``(K, 3)`` voxel indices of the patch centres of ``image`` (``(C, X, Y, Z)``): every ``step``-th voxel from
+    the first, and with ``brain_only`` only those where the first channel is > 0."""
+    axes = [torch.arange(0, s, st, device=image.device) for s, st in zip(image.shape[1:], step)]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
+    if brain_only:
+        grid = grid[image[0][tuple(grid.T)] > 0]
+    return grid
+
+
+class DensePatchInferer(Inferer):
+    """Average of softmax patch predictions over a regular grid of patch centres, for 3D volumes.
+
+    Args:
+        patch_size: the network's patch (paper: 24×24×16).
+        step: voxels between patch centres per axis (paper: 4×4×1).
+        batch_size: patches per forward pass.
+        brain_only: skip patches whose centre has first channel ≤ 0; voxels no patch covers get probability 1
+            for class 0 (healthy) and 0 for the others.
+        activation: applied to the network's output per patch (default softmax over classes).
+    """
+
+    def __init__(
+        self,
+        patch_size: Sequence[int] = (24, 24, 16),
+        step: Sequence[int] = (4, 4, 1),
+        batch_size: int = 1024,
+        brain_only: bool = True,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if len(patch_size) != 3 or len(step) != 3:
+            raise ValueError(f"patch_size and step are 3D, got {patch_size} and {step}")
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.step = tuple(int(s) for s in step)
+        self.batch_size = int(batch_size)
+        self.brain_only = brain_only
+        self.activation = activation or (lambda y: torch.softmax(y, dim=1))
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
+        """``inputs`` ``(B, C, X, Y, Z)`` → class probabilities ``(B, classes, X, Y, Z)`` on the same device."""
+        if inputs.ndim != 5:
+            raise ValueError(f"expected a (B, C, X, Y, Z) volume, got shape {tuple(inputs.shape)}")
+        return torch.stack([self._volume(v, network, *args, **kwargs) for v in inputs])
+
+    def _volume(self, image: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        pad = _padding(self.patch_size)
+        padded = torch.nn.functional.pad(image, [n for before_after in reversed(pad) for n in before_after])
+        shape = padded.shape[1:]
+        # views of every possible patch, indexed by its centre in the unpadded volume: (C, X, Y, Z, px, py, pz)
+        windows = padded.unfold(1, self.patch_size[0], 1).unfold(2, self.patch_size[1], 1).unfold(3, self.patch_size[2], 1)
+        centres = patch_centres(image, self.step, self.brain_only)
+        strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=image.device)
+        within = torch.stack(torch.meshgrid(*(torch.arange(p, device=image.device) for p in self.patch_size), indexing="ij"), dim=-1)
+        within = (within.reshape(-1, 3) * strides).sum(-1)  # flat offsets inside a patch of the padded volume
+        acc = count = None
+        for start in range(0, len(centres), self.batch_size):
+            c = centres[start : start + self.batch_size]
+            patches = windows[:, c[:, 0], c[:, 1], c[:, 2]].movedim(1, 0)  # (K, C, px, py, pz)
+            prob = self.activation(network(patches, *args, **kwargs)).float()
+            if acc is None:
+                acc = torch.zeros(prob.shape[1], shape.numel(), device=prob.device)
+                count = torch.zeros(shape.numel(), device=prob.device)
+            index = ((c * strides).sum(-1)[:, None] + within[None]).flatten().to(prob.device)  # patch start = centre in padded coords
+            acc.index_add_(1, index, prob.movedim(1, 0).reshape(prob.shape[1], -1))
+            count.index_add_(0, index, torch.ones_like(index, dtype=count.dtype))
+        if acc is None:
+            raise ValueError("no patch centre lies inside the brain (first channel > 0 nowhere)")
+        crop = tuple(slice(b, b + s) for (b, _), s in zip(pad, image.shape[1:]))
+        acc, count = acc.reshape(-1, *shape)[(slice(None), *crop)], count.reshape(shape)[crop]
+        prob = acc / count.clamp_min(1)
+        prob[0][count == 0] = 1.0  # no patch covered these voxels: healthy
+        return prob
