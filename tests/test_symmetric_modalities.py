@@ -1,0 +1,64 @@
+"""Symmetric modality augmentation (Clèrigues et al. 2020, Sec. 3.1): the registration recovers a known
+mirror shift, and every modality is mirrored with the one transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strokezoo.transforms.symmetric_modalities import left_right_axis, mirror_transform, symmetric_modalities
+
+SHAPE = (48, 40, 24)
+SPACING = (2.0, 2.0, 3.0)
+
+
+def blob(centre, sigma):
+    g = np.meshgrid(*(np.arange(s) for s in SHAPE), indexing="ij")
+    return np.exp(-sum(((gi - c) / s) ** 2 for gi, c, s in zip(g, centre, sigma)) / 2)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A head symmetric about x = 21 (not the matrix centre 23.5): flipping the array shifts it by 5 voxels."""
+    m = 21.0
+    anatomy = blob((m, 20, 12), (12, 14, 7)) + 0.6 * blob((m - 7, 14, 10), (3, 4, 3)) + 0.6 * blob((m + 7, 14, 10), (3, 4, 3))
+    anatomy += 0.4 * blob((m - 5, 27, 14), (2, 3, 2)) + 0.4 * blob((m + 5, 27, 14), (2, 3, 2))
+    lesion = anatomy + 0.8 * blob((m + 9, 24, 12), (2, 2, 2))  # one hemisphere only
+    return m, {"t1": anatomy.astype(np.float32), "dwi": lesion.astype(np.float32)}
+
+
+def test_left_right_axis_from_the_affine():
+    assert left_right_axis(np.diag([2.0, 2.0, 3.0, 1.0])) == 0
+    assert left_right_axis(np.array([[0, 0, -1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])) == 2
+
+
+def test_registration_recovers_the_mirror_plane_and_mirrors_every_modality(head):
+    m, images = head
+    sym = symmetric_modalities(images, SPACING, np.diag([*SPACING, 1.0]), reference="t1")
+    assert set(sym) == {"t1", "dwi"} and sym["t1"].shape == SHAPE
+    # the anatomy is symmetric about x = m, so its mirrored copy must coincide with it
+    inside = images["t1"] > 0.05
+    r = np.corrcoef(sym["t1"][inside], images["t1"][inside])[0, 1]
+    assert r > 0.99, r
+    naive = np.flip(images["t1"], 0)  # the flip without registration is 5 voxels off
+    assert np.corrcoef(naive[inside], images["t1"][inside])[0, 1] < r - 0.02
+    # the one-sided lesion of the second modality appears mirrored about x = m in its symmetric copy
+    excess = sym["dwi"] - sym["t1"]
+    peak = np.unravel_index(np.argmax(excess), SHAPE)
+    assert abs(peak[0] - (m - 9)) <= 1 and abs(peak[1] - 24) <= 1 and abs(peak[2] - 12) <= 1
+
+
+def test_the_transform_is_the_known_mirror_shift(head):
+    """Flipping the array maps x to N-1-x; the head's own mirror maps x to 2m-x; so the registration must find a
+    pure shift of N-1-2m = 5 voxels along x (10 mm) and nothing else."""
+    m, images = head
+    t = mirror_transform(images["t1"], SPACING, axis=0)
+    for voxel in ((10, 20, 12), (30, 8, 5), (21, 33, 20)):
+        mapped = np.array(t.TransformPoint([float(v * s) for v, s in zip(voxel, SPACING)])) / SPACING
+        assert np.abs(mapped - (np.array(voxel) + [SHAPE[0] - 1 - 2 * m, 0, 0])).max() < 0.25, (voxel, mapped)
+
+
+def test_images_on_different_grids_are_refused(head):
+    _, images = head
+    with pytest.raises(ValueError, match="share one grid"):
+        symmetric_modalities({"t1": images["t1"], "dwi": images["dwi"][:-1]}, SPACING, np.eye(4))
