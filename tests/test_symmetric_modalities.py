@@ -3,6 +3,8 @@ mirror shift, and every modality is mirrored with the one transform."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,42 @@ def test_images_on_different_grids_are_refused(head):
     _, images = head
     with pytest.raises(ValueError, match="share one grid"):
         symmetric_modalities({"t1": images["t1"], "dwi": images["dwi"][:-1]}, SPACING, np.eye(4))
+
+
+def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tmp_path, monkeypatch):
+    """On a synthetic SISS case: four mirrored channels on the input grid, cached outside the dataset, reused."""
+    import json
+
+    from monai.transforms import Compose, LoadImaged
+
+    import strokezoo.transforms.symmetric_modalities as sm
+    from strokezoo.data.datalist import build_datalist
+    from strokezoo.data.nifti import InputError
+    from strokezoo.transforms import SymmetricModalitiesd
+
+    from conftest import tree_digest
+
+    root, _ = cohort("isles2015-siss")
+    dl = tmp_path / "dl.json"
+    build_datalist(root, dl, layout="isles2015-siss", folds=2)
+    entry = json.loads(dl.read_text())["training"][0]
+    keys = ["flair", "t1", "t2", "dwi"]
+    load = LoadImaged(keys=keys, image_only=True, ensure_channel_first=True)
+    digest = tree_digest(root)
+    cache = tmp_path / "cache"
+    out = Compose([load, SymmetricModalitiesd(keys, cache_dir=cache)])(entry)
+    assert tree_digest(root) == digest
+    for k in keys:
+        assert out[f"{k}_sym"].shape == out[k].shape and np.allclose(out[f"{k}_sym"].affine, out[k].affine)
+    files = sorted(cache.rglob("*.nii.gz"))
+    assert [f.name for f in files] == sorted(f"{k}.nii.gz" for k in keys)
+    assert files[0].parent.name.startswith(entry["case_id"])
+
+    def no_registration(*args, **kwargs):
+        raise AssertionError("the cached copies should have been used")
+
+    monkeypatch.setattr(sm, "symmetric_modalities", no_registration)
+    again = Compose([load, SymmetricModalitiesd(keys, cache_dir=cache)])(entry)
+    assert all(np.allclose(np.asarray(again[f"{k}_sym"]), np.asarray(out[f"{k}_sym"])) for k in keys)
+    with pytest.raises(InputError, match="inside the folder of the input"):
+        SymmetricModalitiesd(keys, cache_dir=Path(entry["t1"]).parent / "cache")(load(entry))

@@ -3,5 +3,6 @@
 from .boundary_class import BoundaryClass, BoundaryClassd, lesion_boundary
 from .optical_distortion import RandOpticalDistortiond, optical_distortion
 from .save_case import SaveCased
+from .symmetric_modalities import SymmetricModalitiesd
 
-__all__ = ["BoundaryClass", "BoundaryClassd", "lesion_boundary", "RandOpticalDistortiond", "optical_distortion", "SaveCased"]
+__all__ = ["BoundaryClass", "BoundaryClassd", "lesion_boundary", "RandOpticalDistortiond", "optical_distortion", "SaveCased", "SymmetricModalitiesd"]

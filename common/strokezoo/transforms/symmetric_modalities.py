@@ -10,11 +10,21 @@ matrix; the registration moves the mirror plane to the head's own mid-sagittal p
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
 
-__all__ = ["left_right_axis", "mirror_transform", "symmetric_modalities"]
+from ..data.nifti import InputError, save_nifti
+
+__all__ = ["left_right_axis", "mirror_transform", "symmetric_modalities", "SymmetricModalitiesd"]
 
 
 def left_right_axis(affine: np.ndarray) -> int:
@@ -88,3 +98,63 @@ def symmetric_modalities(
         resampled = itk.resample_image_filter(moving, transform=transform, use_reference_image=True, reference_image=fixed, default_pixel_value=0.0)
         out[k] = itk.array_from_image(resampled).transpose(2, 1, 0).astype(np.float32)
     return out
+
+
+class SymmetricModalitiesd(MapTransform):
+    """Add ``<key><postfix>``, the mirrored and re-registered copy of every modality ``key`` (channel-first,
+    one channel, loaded with its affine), estimating the mirror transform once on ``reference_key``.
+
+    Registration takes seconds to a minute per case, so with ``cache_dir`` the copies are written there once
+    (``<cache_dir>/<case>-<digest>/<key>.nii.gz``, atomically) and read back on later runs; the digest covers
+    the input files' paths, sizes and modification times, so a changed input is registered again. The cache
+    must lie outside the dataset: inputs are never written.
+
+    Args:
+        keys: modality keys, all on one grid.
+        reference_key: the modality the transform is estimated on (default: the first key; the paper
+            registers one modality and applies the transform to the rest).
+        cache_dir: folder of the cached copies, or None to compute every time.
+        postfix: appended to each key for its copy.
+        name_key: key of the case id (names the cache folder).
+    """
+
+    def __init__(
+        self, keys: KeysCollection, reference_key: str | None = None, cache_dir: str | os.PathLike | None = None,
+        postfix: str = "_sym", name_key: str = "case_id", allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.reference_key = reference_key
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.postfix = postfix
+        self.name_key = name_key
+
+    def _cache_folder(self, d: Mapping, keys: list[str]) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        h = hashlib.sha256()
+        for k in keys:
+            source = Path(str(d[k].meta.get("filename_or_obj", ""))) if hasattr(d[k], "meta") else Path()
+            stat = source.stat() if source.is_file() else None
+            h.update(f"{k}|{source.resolve() if stat else ''}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode())
+            if stat is not None and self.cache_dir.resolve().is_relative_to(source.resolve().parent):
+                raise InputError(self.cache_dir, f"cache folder lies inside the folder of the input {source}; put it outside the dataset")
+        return self.cache_dir / f"{d.get(self.name_key, 'case')}-{h.hexdigest()[:12]}"
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        folder = self._cache_folder(d, keys)
+        if folder is not None and all((folder / f"{k}.nii.gz").is_file() for k in keys):
+            mirrored = {k: np.asarray(nib.load(folder / f"{k}.nii.gz").dataobj, dtype=np.float32) for k in keys}
+        else:
+            affine = np.asarray(d[keys[0]].affine, dtype=np.float64)
+            spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+            arrays = {k: np.asarray(d[k].detach().cpu()[0] if isinstance(d[k], torch.Tensor) else d[k][0], dtype=np.float32) for k in keys}
+            mirrored = symmetric_modalities(arrays, spacing, affine, self.reference_key)
+            if folder is not None:
+                for k, v in mirrored.items():
+                    save_nifti(v, affine, folder / f"{k}.nii.gz", dtype=np.float32)
+        for k in keys:
+            out = torch.as_tensor(mirrored[k])[None]
+            d[f"{k}{self.postfix}"] = MetaTensor(out, affine=d[k].affine, meta=dict(d[k].meta)) if isinstance(d[k], MetaTensor) else out
+        return d
