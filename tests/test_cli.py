@@ -24,7 +24,7 @@ def run(*args):
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "evaluate-raters", "baseline", "show", "demo"])
+@pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "evaluate-raters", "grid-search", "baseline", "show", "demo"])
 def test_help_has_an_example(command):
     r = run(command, "--help")
     text = r.stdout + r.stderr

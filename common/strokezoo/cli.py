@@ -91,6 +91,24 @@ def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", 
         sys.exit(1)
 
 
+def grid_search(probs: str, ref: str, out: str, config: str | None = None, split: str = "training", folds: list[int] | None = None, hd_max: float = 200.0, suffix: str = "_prob") -> None:
+    """Choose the post-processing threshold T_h (0.1-0.9) and minimum lesion size S_min (10-1000 voxels) that
+    maximise Eq. 2 of Clerigues et al. 2020 (Dice and Hausdorff distance in voxels, HD_max 200) over
+    cross-validation probability maps PROBS/<case_id>_prob.nii.gz; writes OUT/grid_search.csv and .json and,
+    with --config, the chosen "threshold" and "min_size" into that inference config.
+
+    Example:
+        strokezoo grid-search --probs cv_probs --ref datalist.json --out cv_probs/grid --config configs/inference.json
+    """
+    from .metrics.grid_search import grid_search as run
+
+    r = run(probs, ref, out, config=config, split=split, folds=folds, hd_max=hd_max, suffix=suffix)
+    print(f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, HD {r['hd']:.1f} voxels) over {r['cases']} cases"
+          + (f"; written into {config}" if config else ""))
+    if r["failures"]:
+        sys.exit(1)
+
+
 def baseline(datalist: str, rule: str, out: str, split: str = "training") -> None:
     """Predict lesions with a clinical threshold rule: "adc" (ADC < 620e-6 mm^2/s) or "rcbf" (CBF < 30 %).
 
@@ -135,7 +153,7 @@ def demo(out: str = "demo_output", cases: int = 8, epochs: int = 40) -> None:
 
 def main() -> None:
     try:
-        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
+        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -41,8 +41,8 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def write_json_atomic(obj, path: str | os.PathLike) -> Path:
-    return write_text_atomic(json.dumps(obj, indent=2), path)
+def write_json_atomic(obj, path: str | os.PathLike, indent: int = 2) -> Path:
+    return write_text_atomic(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", path)
 
 
 def write_csv_atomic(rows: list[dict], fieldnames: list[str], path: str | os.PathLike) -> Path:

@@ -26,7 +26,7 @@ from monai.metrics import (
 )
 from scipy import ndimage
 
-__all__ = ["segmentation_metrics", "lesion_wise_counts", "METRICS"]
+__all__ = ["segmentation_metrics", "lesion_wise_counts", "hausdorff", "METRICS"]
 
 METRICS = (
     "dice", "precision", "recall", "hd", "hd95", "assd", "rve", "volume_ref_ml", "volume_pred_ml",
@@ -67,6 +67,19 @@ def _crop(pred: np.ndarray, ref: np.ndarray, margin: int = 2) -> tuple[np.ndarra
     return pred[box], ref[box]
 
 
+def hausdorff(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...] | None = None, percentile: float | None = None) -> float:
+    """Hausdorff distance (or its ``percentile``) of binary masks, in the units of ``spacing`` (voxels when None):
+    0 when both are empty, NaN when one is. MONAI's ``compute_hausdorff_distance`` on the union's bounding box."""
+    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    n_pred, n_ref = pred.any(), ref.any()
+    if not n_pred and not n_ref:
+        return 0.0
+    if not n_pred or not n_ref:
+        return float("nan")
+    cp, cr = _crop(pred, ref)
+    return float(compute_hausdorff_distance(_t(cp), _t(cr), include_background=True, percentile=percentile, spacing=spacing)[0, 0])
+
+
 def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
     """All metrics of :data:`METRICS` for binary 3D masks on one grid with voxel ``spacing`` (mm)."""
     pred = np.asarray(pred, bool)
@@ -88,11 +101,10 @@ def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float
     elif n_pred == 0 or n_ref == 0:
         out["hd"] = out["hd95"] = out["assd"] = float("nan")
     else:
+        out["hd"] = hausdorff(pred, ref, spacing)
+        out["hd95"] = hausdorff(pred, ref, spacing, percentile=95)
         cp, cr = _crop(pred, ref)
-        tp_, tr_ = _t(cp), _t(cr)
-        out["hd"] = float(compute_hausdorff_distance(tp_, tr_, include_background=True, spacing=spacing)[0, 0])
-        out["hd95"] = float(compute_hausdorff_distance(tp_, tr_, include_background=True, percentile=95, spacing=spacing)[0, 0])
-        out["assd"] = float(compute_average_surface_distance(tp_, tr_, include_background=True, symmetric=True, spacing=spacing)[0, 0])
+        out["assd"] = float(compute_average_surface_distance(_t(cp), _t(cr), include_background=True, symmetric=True, spacing=spacing)[0, 0])
     v_pred, v_ref = n_pred * voxel_ml, n_ref * voxel_ml
     out["rve"] = (v_pred - v_ref) / v_ref if n_ref else float("nan")
     out["volume_ref_ml"] = v_ref

@@ -1,0 +1,58 @@
+"""Threshold and minimum lesion size (Clèrigues et al., CMPB 2020, Sec. 3.5).
+
+The lesion probability map is binarised at ``T_h`` and connected lesions (26-connectivity) smaller than
+``S_min`` voxels are removed. MONAI's ``RemoveSmallObjects`` needs scikit-image, which strokezoo does not
+otherwise depend on; ``scipy.ndimage.label`` does the same here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from scipy import ndimage
+
+__all__ = ["filter_lesions", "LesionFilterd"]
+
+
+def filter_lesions(probability: np.ndarray, threshold: float, min_size: int) -> np.ndarray:
+    """``probability > threshold`` without the 26-connected components of fewer than ``min_size`` voxels (uint8)."""
+    mask = np.asarray(probability) > threshold
+    if min_size <= 1 or not mask.any():
+        return mask.astype(np.uint8)
+    labels, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, bool))  # full connectivity (26 in 3D)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+class LesionFilterd(MapTransform):
+    """Replace ``d[key]`` (``(C, X, Y, Z)`` class probabilities, or ``(1, X, Y, Z)`` lesion probability) by the
+    filtered lesion mask ``(1, X, Y, Z)``; the lesion is channel ``lesion_channel`` (the last by default).
+
+    Args:
+        keys: keys of probability maps.
+        threshold: ``T_h``.
+        min_size: ``S_min`` in voxels.
+        lesion_channel: channel of the lesion class.
+    """
+
+    def __init__(self, keys: KeysCollection, threshold: float = 0.5, min_size: int = 0, lesion_channel: int = -1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.threshold = float(threshold)
+        self.min_size = int(min_size)
+        self.lesion_channel = lesion_channel
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = d[key]
+            prob = x[self.lesion_channel].detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)[self.lesion_channel]
+            mask = torch.as_tensor(filter_lesions(prob, self.threshold, self.min_size))[None]
+            d[key] = MetaTensor(mask, affine=x.affine, meta=dict(x.meta)) if isinstance(x, MetaTensor) else mask
+        return d
