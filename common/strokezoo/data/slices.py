@@ -10,10 +10,10 @@ this small map-style dataset is written here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
-import torch
 from torch.utils.data import Dataset
+
+from .cached_volumes import cache_volumes
 
 __all__ = ["SliceDataset"]
 
@@ -42,27 +42,8 @@ class SliceDataset(Dataset):
         self.transform = transform
         self.keys = tuple(keys)
 
-        def prepare(entry: dict) -> dict:
-            item = volume_transform(dict(entry))
-            out = {}
-            for k in self.keys:
-                t = item[k]
-                t = t.as_tensor() if hasattr(t, "as_tensor") else torch.as_tensor(t)
-                out[k] = t.contiguous()
-            out["case_id"] = entry.get("case_id", "")
-            return out
-
-        if num_workers > 0:
-            with ThreadPoolExecutor(num_workers) as pool:
-                self.volumes = list(pool.map(prepare, self.data))
-        else:
-            self.volumes = [prepare(e) for e in self.data]
-        depths = []
-        for v in self.volumes:
-            shapes = {k: tuple(v[k].shape[1:]) for k in self.keys}
-            if len(set(shapes.values())) != 1:
-                raise ValueError(f"case {v['case_id']}: keys have different spatial shapes {shapes}")
-            depths.append(v[self.keys[0]].shape[-1])
+        self.volumes = cache_volumes(self.data, volume_transform, self.keys, num_workers)
+        depths = [v[self.keys[0]].shape[-1] for v in self.volumes]
         self.index = [(i, z) for i, depth in enumerate(depths) for z in range(depth)]
 
     def __len__(self) -> int:

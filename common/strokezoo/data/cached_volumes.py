@@ -1,0 +1,33 @@
+"""Volumes loaded and pre-processed once and kept in memory, the source of slice and patch datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+__all__ = ["cache_volumes"]
+
+
+def cache_volumes(data: Sequence[dict], volume_transform: Callable, keys: Sequence[str], num_workers: int = 0) -> list[dict]:
+    """``volume_transform`` applied once to every entry, keeping ``keys`` as contiguous channel-first tensors of
+    one spatial shape, and ``case_id``; ``num_workers`` threads load in parallel."""
+    keys = tuple(keys)
+
+    def prepare(entry: dict) -> dict:
+        item = volume_transform(dict(entry))
+        out = {}
+        for k in keys:
+            t = item[k]
+            out[k] = (t.as_tensor() if hasattr(t, "as_tensor") else torch.as_tensor(t)).contiguous()
+        out["case_id"] = entry.get("case_id", "")
+        shapes = {k: tuple(out[k].shape[1:]) for k in keys}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"case {out['case_id']}: keys have different spatial shapes {shapes}")
+        return out
+
+    if num_workers > 0:
+        with ThreadPoolExecutor(num_workers) as pool:
+            return list(pool.map(prepare, data))
+    return [prepare(e) for e in data]

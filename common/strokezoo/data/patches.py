@@ -1,0 +1,85 @@
+"""Balanced 3D training patches of cached volumes (Clèrigues et al., CMPB 2020, Sec. 3.3–3.4, Fig. 3).
+
+Every case is loaded and pre-processed once; its patch centres are drawn once, when the dataset is built
+(:func:`~strokezoo.data.balanced_patches.balanced_patch_centres`: half on lesion with a bounded random offset,
+half on healthy brain at regular steps), so an epoch is the paper's fixed training set of patches. A sample is
+the patch of every key centred on its voxel (zero outside the volume, centred as in
+:class:`~strokezoo.inferers.DensePatchInferer`); lesion-centred samples then go through ``lesion_transform``
+(the paper's five anatomically feasible augmentations, identical for image and label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from .balanced_patches import balanced_patch_centres
+from .cached_volumes import cache_volumes
+
+__all__ = ["BalancedPatchDataset"]
+
+
+class BalancedPatchDataset(Dataset):
+    """Patches of ``patch_size`` from every case, ``num_patches`` per case, half of them on the lesion.
+
+    Args:
+        data: datalist entries.
+        volume_transform: deterministic transform of an entry to channel-first ``(C, X, Y, Z)`` ``keys`` (run
+            once per case, cached): loading, symmetric modalities, normalisation.
+        patch_size: patch in voxels (paper: 24×24×16).
+        num_patches: patches per case (paper: 10,000).
+        lesion_transform: random transform of lesion-centred samples (``{key: (C, px, py, pz)}``).
+        transform: random transform of every sample, after ``lesion_transform``.
+        keys: the image key and the label key, in that order; the label's first channel > 0 is the lesion.
+        brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there).
+        seed: seed of the centre draw.
+        num_workers: threads loading the volumes.
+    """
+
+    def __init__(
+        self,
+        data: Sequence[dict],
+        volume_transform: Callable,
+        patch_size: Sequence[int] = (24, 24, 16),
+        num_patches: int = 10000,
+        lesion_transform: Callable | None = None,
+        transform: Callable | None = None,
+        keys: Sequence[str] = ("image", "label"),
+        brain_channel: int = 0,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.keys = tuple(keys)
+        self.lesion_transform = lesion_transform
+        self.transform = transform
+        image_key, label_key = self.keys[:2]
+        volumes = cache_volumes(list(data), volume_transform, self.keys, num_workers)
+        pad = [n for p in reversed(self.patch_size) for n in (p // 2, p - p // 2 - 1)]
+        rng = np.random.default_rng(seed)
+        self.volumes, self.index, self.lesion_counts = [], [], []
+        for v, volume in enumerate(volumes):
+            label = volume[label_key][0].numpy() > 0
+            brain = volume[image_key][brain_channel].numpy() > 0
+            lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng)
+            self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
+            self.lesion_counts.append(len(lesion))
+            # zero-padded once, so that a patch centred on voxel c starts at c
+            self.volumes.append({k: F.pad(volume[k], pad) for k in self.keys} | {"case_id": volume["case_id"]})
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        v, (x, y, z), on_lesion = self.index[i]
+        volume = self.volumes[v]
+        px, py, pz = self.patch_size
+        sample = {k: volume[k][:, x : x + px, y : y + py, z : z + pz].clone() for k in self.keys}
+        sample["case_id"] = volume["case_id"]
+        if on_lesion and self.lesion_transform is not None:
+            sample = self.lesion_transform(sample)
+        return self.transform(sample) if self.transform is not None else sample
