@@ -2,6 +2,7 @@
 
 from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
+from .fold_ensemble import FoldEnsemble
 from .residual_unet3d import AsymmetricResidualUNet
 
-__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet"]
+__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble"]

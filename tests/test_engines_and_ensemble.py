@@ -1,0 +1,39 @@
+"""L1ErrorRate (Clèrigues 2020, Sec. 3.4) against a direct computation, and FoldEnsemble's averaged softmax."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from strokezoo.engines import L1ErrorRate
+from strokezoo.networks import AsymmetricResidualUNet, FoldEnsemble
+
+
+def test_l1_plus_error_rate_over_batches_and_decollated_lists():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 2, 4, 4, 3), 1)
+    labels = (torch.rand(6, 1, 4, 4, 3) > 0.7).float()
+    metric = L1ErrorRate()
+    metric.update((probs[:4], labels[:4]))
+    metric.update((list(probs[4:]), list(labels[4:])))  # MONAI's decollated engine output
+    l1 = (probs[:, 1] - labels[:, 0]).abs().mean()
+    err = (probs.argmax(1) != labels[:, 0].long()).float().mean()
+    assert metric.compute() == pytest.approx(float(l1 + err), rel=1e-6)
+    metric.reset()
+    with pytest.raises(ValueError, match="at least one"):
+        metric.compute()
+
+
+def test_fold_ensemble_softmax_is_the_mean_of_the_folds_and_loads_fold_checkpoints(tmp_path):
+    torch.manual_seed(1)
+    folds = [AsymmetricResidualUNet(in_channels=2, base_features=4, levels=2).eval() for _ in range(3)]
+    paths = []
+    for k, net in enumerate(folds):
+        paths.append(tmp_path / f"fold{k}.pt")
+        torch.save(net.state_dict(), paths[-1])
+    ensemble = FoldEnsemble(AsymmetricResidualUNet(in_channels=2, base_features=4, levels=2), num_folds=3).eval()
+    ensemble.load_state_dict(FoldEnsemble.state_dict_from_folds(paths))
+    x = torch.randn(2, 2, 8, 8, 4)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(net(x), 1) for net in folds]).mean(0)
+        assert torch.allclose(torch.softmax(ensemble(x), 1), expected, atol=1e-6)
