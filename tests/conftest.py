@@ -112,8 +112,8 @@ def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, chec
     would, with ``python -m monai.bundle run`` in a subprocess and the CPU-sized network; returns the summary."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
            "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
-           "--output_dir", str(out), "--save_probabilities", "True", "--num_workers", "0"]
-    for k in ("image_size", "features"):
-        cmd += [f"--{k}", json.dumps(cpu_overrides(bundle)[k])]
+           "--output_dir", str(out), "--metrics_dir", str(out / "metrics"), "--save_probabilities", "True", "--num_workers", "0"]
+    for k, v in cpu_overrides(bundle).items():
+        cmd += [f"--{k}", json.dumps(v)]
     subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
     return json.loads((out / "metrics" / "summary.json").read_text())

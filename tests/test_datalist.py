@@ -176,3 +176,16 @@ def test_select_entries_and_ensure_datalist(cohort, tmp_path):
     with pytest.raises(InputError, match="was built for dataset root"):
         ensure_datalist(other, dl, "isles2022")
     assert dl.read_bytes() == before  # refused, not overwritten
+
+
+def test_hold_out_patients_keeps_a_patient_whole_and_on_one_side():
+    from strokezoo.data.datalist import hold_out_patients
+
+    entries = [{"case_id": f"c{i}", "patient_id": f"p{i // 2}"} for i in range(10)]  # 5 patients, two slabs each
+    kept, held = hold_out_patients(entries, 0.2, seed=3)
+    assert len(held) == 2 and len(kept) == 8
+    assert {e["patient_id"] for e in held}.isdisjoint({e["patient_id"] for e in kept})
+    assert hold_out_patients(entries, 0.2, seed=3) == (kept, held)  # reproducible
+    assert len(hold_out_patients(entries, 0.0)[1]) == 2 and len(hold_out_patients(entries, 1.0)[0]) == 2
+    with pytest.raises(ValueError, match="cannot hold any out"):
+        hold_out_patients(entries[:2], 0.5)

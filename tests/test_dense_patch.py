@@ -62,3 +62,13 @@ def test_centres_follow_the_step_and_the_brain_test():
     assert len(kept) == 2 * 3 * 3 and 0 not in kept[:, 0].tolist()
     with pytest.raises(ValueError, match="no patch centre"):
         DensePatchInferer((8, 8, 4))(torch.zeros(1, 1, 8, 8, 4), lambda x: x)
+
+
+def test_metatensor_in_metatensor_out(net):
+    from monai.data import MetaTensor
+
+    affine = torch.diag(torch.tensor([2.0, 3.0, 4.0, 1.0]))
+    image = MetaTensor(torch.rand(1, 3, 8, 8, 4) + 0.1, affine=affine)
+    with torch.no_grad():
+        out = DensePatchInferer(PATCH, (4, 4, 2))(image, net)
+    assert isinstance(out, MetaTensor) and out.shape == (1, 2, 8, 8, 4) and torch.equal(out.affine, affine)

@@ -26,6 +26,10 @@ BUNDLES = {
     "stroke_mri_crossattention_unet2d": ("isles2017", (), {}),
     "stroke_ct_boundary_attention_unet2d": ("isles2018", (), {}),
     "stroke_dwi_crossdomain_unet2d": ("isles2022", ("two_rater.json",), {"features": [8, 16, 32, 64, 128], "learning_rate": 3e-3}),
+    # 3D patches: 8 base filters, 100 patches per case, dense inference every 8x8x4 voxels, lesions of the small
+    # synthetic volumes (~100 voxels) kept by S_min 10
+    "stroke_mri_residual_unet3d": ("isles2015-siss", (), {"base_features": 8, "num_patches": 100, "batch_size": 16, "extraction_step": [8, 8, 4],
+                                                          "patch_batch_size": 256, "min_size": 10}),
 }
 
 
@@ -50,16 +54,16 @@ def bundles_dir() -> Path:
 
 def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> Path:
     """Train ``bundle`` into ``out`` with its :func:`cpu_overrides`, no augmentation, for ``epochs`` on
-    ``datalist`` (validation = ``val_fold``, every 5 epochs); returns the best checkpoint ``out/models/model.pt``."""
+    ``datalist`` (validation = ``val_fold``, every 5 epochs); returns the best checkpoint (``<ckpt_dir>/model.pt``)."""
     from monai.bundle import ConfigWorkflow
 
     train = ConfigWorkflow(config_file=config_files(bundle, "train.json"), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
-                           bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold,
+                           bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
                            **{"train#random_transforms": []}, **cpu_overrides(bundle))
     train.initialize()
     train.run()
     train.finalize()
-    return out / "models" / "model.pt"
+    return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt"
 
 
 def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> dict:
@@ -68,7 +72,8 @@ def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path
     from monai.bundle import ConfigWorkflow
 
     train_bundle(bundle, data, datalist, out, epochs, val_fold)
-    common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, **cpu_overrides(bundle))
+    common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
+                  metrics_dir=str(out / "eval" / "metrics"), **cpu_overrides(bundle))
     infer = ConfigWorkflow(config_file=config_files(bundle, "inference.json", "evaluate.json"), workflow_type="inference", **common)
     infer.initialize()
     infer.run()
@@ -120,7 +125,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         build_datalist(data, dl, layout=layout, folds=4)
         summary = train_and_evaluate_bundle(bundle, data, dl, out / "bundles" / bundle, epochs)
         first = next(e for e in json.loads(dl.read_text())["training"] if e["fold"] == 0)
-        image = Path(first["adc"] if "adc" in first else first["ct"])
+        image = Path(next(first[k] for k in ("adc", "ct", "flair", "cbf") if k in first))
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]
         # per-modality, per-rater tables (cross-domain bundle) or one table
         tables = {f"{m.upper()} vs {r}": t for m, per_rater in summary["metrics"].items() for r, t in per_rater.items()} if "raters" in summary else {"": summary["metrics"]}

@@ -28,7 +28,7 @@ from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "ensure_datalist"]
+__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "hold_out_patients", "ensure_datalist"]
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
@@ -201,6 +201,19 @@ def select_entries(
     if not entries:
         raise InputError(ref, f"no '{split}' entry is left for folds={folds} exclude_folds={exclude_folds}")
     return entries
+
+
+def hold_out_patients(entries: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """``(kept, held_out)``: about ``fraction`` of the patients (all their entries) drawn at random with ``seed``,
+    at least one, and at least one left. For a validation set taken from the training folds, so that early
+    stopping never looks at the evaluation fold."""
+    patients = sorted({e.get("patient_id", e.get("case_id")) for e in entries})
+    if len(patients) < 2:
+        raise ValueError(f"{len(patients)} patient(s): cannot hold any out and keep some to train on")
+    n = min(len(patients) - 1, max(1, round(fraction * len(patients))))
+    held = set(np.random.default_rng(seed).permutation(patients)[:n].tolist())
+    return ([e for e in entries if e.get("patient_id", e.get("case_id")) not in held],
+            [e for e in entries if e.get("patient_id", e.get("case_id")) in held])
 
 
 def ensure_datalist(dataset_dir: str | os.PathLike, datalist: str | os.PathLike, layout: str = "auto", folds: int = 5) -> str:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer
+from monai.utils import convert_to_dst_type
 
 __all__ = ["DensePatchInferer", "patch_centres"]
 
@@ -68,10 +70,13 @@ class DensePatchInferer(Inferer):
         self.activation = activation or (lambda y: torch.softmax(y, dim=1))
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
-        """``inputs`` ``(B, C, X, Y, Z)`` → class probabilities ``(B, classes, X, Y, Z)`` on the same device."""
+        """``inputs`` ``(B, C, X, Y, Z)`` → class probabilities ``(B, classes, X, Y, Z)``; a ``MetaTensor`` input
+        gives a ``MetaTensor`` output with its metadata (affine), as MONAI's inferers do."""
         if inputs.ndim != 5:
             raise ValueError(f"expected a (B, C, X, Y, Z) volume, got shape {tuple(inputs.shape)}")
-        return torch.stack([self._volume(v, network, *args, **kwargs) for v in inputs])
+        x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+        out = torch.stack([self._volume(v, network, *args, **kwargs) for v in x])
+        return convert_to_dst_type(out, inputs, device=out.device)[0] if isinstance(inputs, MetaTensor) else out
 
     def _volume(self, image: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
         pad = _padding(self.patch_size)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["FoldEnsemble"]
+__all__ = ["FoldEnsemble", "write_fold_ensemble"]
 
 
 class FoldEnsemble(nn.Module):
@@ -45,3 +45,15 @@ class FoldEnsemble(nn.Module):
             for name, value in torch.load(path, map_location="cpu", weights_only=True).items():
                 state[f"folds.{k}.{name}"] = value
         return state
+
+
+def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike], out: str | os.PathLike) -> str:
+    """Write the :class:`FoldEnsemble` checkpoint of the given fold checkpoints to ``out`` (atomically); returns it."""
+    from ..data.atomic import atomic_path
+
+    missing = [str(p) for p in fold_checkpoints if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"fold checkpoints missing (train those folds first): {missing}")
+    with atomic_path(out) as tmp:
+        torch.save(FoldEnsemble.state_dict_from_folds(fold_checkpoints), tmp)
+    return str(out)

@@ -156,5 +156,5 @@ class SymmetricModalitiesd(MapTransform):
                     save_nifti(v, affine, folder / f"{k}.nii.gz", dtype=np.float32)
         for k in keys:
             out = torch.as_tensor(mirrored[k])[None]
-            d[f"{k}{self.postfix}"] = MetaTensor(out, affine=d[k].affine, meta=dict(d[k].meta)) if isinstance(d[k], MetaTensor) else out
+            d[f"{k}{self.postfix}"] = MetaTensor(out, meta=dict(d[k].meta)) if isinstance(d[k], MetaTensor) else out  # affine from meta
         return d

@@ -1,0 +1,68 @@
+"""stroke_mri_residual_unet3d: the SPES override, the fold-ensemble step, a real short training run on the synthetic
+SISS cohort that beats the untrained net, and masks on the input grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.bundle import ConfigWorkflow
+
+from strokezoo.data.datalist import build_datalist
+from strokezoo.demo import cpu_overrides
+
+from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+
+BUNDLE = "stroke_mri_residual_unet3d"
+CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
+CPU = cpu_overrides(BUNDLE)
+
+
+def test_spes_override_takes_seven_modalities_and_their_symmetric_copies(cohort, tmp_path):
+    data, _ = cohort("isles2015-spes")
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout="isles2015-spes", folds=3)
+    digest = tree_digest(data)
+    wf = ConfigWorkflow(config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "spes.json")], workflow_type="train", bundle_root=str(tmp_path),
+                        dataset_dir=str(data), datalist=str(datalist), **{**CPU, "num_patches": 10})
+    wf.initialize()
+    assert not wf.check_properties()
+    assert wf.parser.get_parsed_content("network_def").input_conv.in_channels == 14
+    sample = wf.parser.get_parsed_content("train#dataset")[0]
+    assert sample["image"].shape == (14, 24, 24, 16) and sample["label"].shape == (1, 24, 24, 16)
+    assert tree_digest(data) == digest  # the symmetric cache went to bundle_root, not into the dataset
+    assert any((tmp_path / "cache" / "symmetric").rglob("*.nii.gz"))
+
+
+def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(trained, tmp_path):
+    root, data, datalist = trained(BUNDLE, epochs=8)
+    ckpt = root / "models" / "fold0" / "model.pt"
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
+    digest = tree_digest(data)
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained")
+    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained")
+    assert tree_digest(data) == digest
+    assert after["metrics"]["dice"]["mean"] > before["metrics"]["dice"]["mean"] + 0.1, (after["metrics"]["dice"], before["metrics"]["dice"])
+    for e in (e for e in json.loads(datalist.read_text())["training"] if e["fold"] == 0):
+        ref = nib.load(e["label"])
+        for name, dtype in ((f"{e['case_id']}.nii.gz", np.uint8), (f"{e['case_id']}_prob.nii.gz", np.float32)):
+            out = nib.load(tmp_path / "trained" / name)
+            assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4) and out.get_data_dtype() == dtype
+
+    # ensemble.json turns fold checkpoints into the one checkpoint inference.json loads (here: fold 0 only)
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "ensemble.json"), "--bundle_root", str(root),
+                        "--ensemble_folds", "[0]"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    infer = ConfigWorkflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference", bundle_root=str(root), dataset_dir=str(data),
+                           datalist=str(datalist), ensemble_folds=[0], **CPU)
+    infer.initialize()
+    ensemble = infer.parser.get_parsed_content("network_def")
+    ensemble.load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "ensemble.json"), "--bundle_root", str(root)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "fold checkpoints missing" in r.stderr
