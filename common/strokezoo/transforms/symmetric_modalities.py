@@ -40,7 +40,7 @@ def _itk_image(array: np.ndarray, spacing: Sequence[float]):
     return image
 
 
-def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, iterations: int = 200):
+def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, iterations: int = 200, sampling: float = 0.2, seed: int = 0):
     """The rigid ITK transform (``VersorRigid3DTransform``) that maps ``image`` flipped along ``axis`` onto ``image``.
 
     Coordinates are the voxel grid scaled by ``spacing`` (origin 0, axes aligned), the same for both images.
@@ -67,6 +67,10 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
     registration.SetNumberOfLevels(2)
     registration.SetShrinkFactorsPerLevel([2, 1])
     registration.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    # the metric on a fixed random fifth of the voxels: as accurate for six parameters, several times faster
+    registration.SetMetricSamplingStrategy(itk.ImageRegistrationMethodv4Enums.MetricSamplingStrategy_RANDOM)
+    registration.SetMetricSamplingPercentage(sampling)
+    registration.MetricSamplingReinitializeSeed(seed)
     registration.InPlaceOn()
     registration.Update()
     return transform
