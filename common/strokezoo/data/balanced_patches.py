@@ -32,6 +32,7 @@ def balanced_patch_centres(
     patch_size: Sequence[int] = (24, 24, 16),
     rng: np.random.Generator | None = None,
     lesion_fraction: float = 0.5,
+    max_offset: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch centres of one case: ``(lesion_centres, healthy_centres)``, each ``(K, 3)`` int voxel indices.
 
@@ -43,6 +44,8 @@ def balanced_patch_centres(
             stays inside the patch centred as in :class:`strokezoo.inferers.DensePatchInferer`).
         rng: random generator for the lesion offsets and the order of lesion voxels.
         lesion_fraction: share of lesion-centred patches (paper: 0.5); a case without lesion gets healthy ones only.
+        max_offset: largest lesion offset per axis (default: half the patch, the most that keeps the lesion voxel
+            inside; 0 centres the patches on lesion voxels, as de Vries et al. 2021 do).
 
     Lesion centres are clipped to the volume after the offset; healthy centres are brain voxels outside the
     lesion, evenly spaced in raster order.
@@ -59,6 +62,9 @@ def balanced_patch_centres(
     lesion = _regular_subset(lesion_voxels[rng.permutation(len(lesion_voxels))], n_lesion)
     # a patch centred on c covers [c - p//2, c - p//2 + p): offsets in [-(p - p//2 - 1), p//2] keep the voxel inside
     size = np.asarray(patch_size)
-    lesion = lesion + rng.integers(-(size - size // 2 - 1), size // 2 + 1, size=lesion.shape)
+    low, high = size - size // 2 - 1, size // 2
+    if max_offset is not None:
+        low, high = np.minimum(low, max_offset), np.minimum(high, max_offset)
+    lesion = lesion + rng.integers(-low, high + 1, size=lesion.shape)
     lesion = np.clip(lesion, 0, np.asarray(label.shape) - 1)
     return lesion.astype(np.int64), _regular_subset(healthy_voxels, n_healthy).astype(np.int64)

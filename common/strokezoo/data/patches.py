@@ -35,6 +35,7 @@ class BalancedPatchDataset(Dataset):
         transform: random transform of every sample, after ``lesion_transform``.
         keys: the image key and the label key, in that order; the label's first channel > 0 is the lesion.
         brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there).
+        lesion_offset: largest random offset of lesion-centred patches per axis (default: half the patch).
         seed: seed of the centre draw.
         num_workers: threads loading the volumes.
     """
@@ -49,6 +50,7 @@ class BalancedPatchDataset(Dataset):
         transform: Callable | None = None,
         keys: Sequence[str] = ("image", "label"),
         brain_channel: int = 0,
+        lesion_offset: Sequence[int] | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
@@ -64,7 +66,7 @@ class BalancedPatchDataset(Dataset):
         for v, volume in enumerate(volumes):
             label = volume[label_key][0].numpy() > 0
             brain = volume[image_key][brain_channel].numpy() > 0
-            lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng)
+            lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng, max_offset=lesion_offset)
             self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
             self.lesion_counts.append(len(lesion))
             # zero-padded once, so that a patch centred on voxel c starts at c

@@ -4,5 +4,7 @@ from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
 from .fold_ensemble import FoldEnsemble, write_fold_ensemble
 from .residual_unet3d import AsymmetricResidualUNet
+from .tfa_transformer import TFATransformer
+from .tfa_unet import TFAUNet, unet_inputs
 
-__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble", "write_fold_ensemble"]
+__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble", "TFATransformer", "TFAUNet", "unet_inputs", "write_fold_ensemble"]

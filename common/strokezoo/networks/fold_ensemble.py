@@ -1,8 +1,11 @@
-"""Ensemble of the cross-validation fold models (Clèrigues et al., CMPB 2020, Sec. 4.2): the four networks
-trained in 4-fold cross-validation predict every test patch and their class probabilities are averaged.
+"""Ensemble of the cross-validation fold models: the networks trained in k-fold cross-validation predict every
+test case and their class probabilities are averaged (Clèrigues et al., CMPB 2020, Sec. 4.2), or each fold
+votes for its most probable class (de Vries et al., MIDL 2021, Sec. 2).
 
-The ensemble returns the logarithm of the mean softmax probability, so that it is a drop-in network that
-outputs logits: a softmax of its output gives exactly the averaged probabilities. Its state dict holds every
+The ensemble returns the logarithm of the mean softmax probability (or of the vote share), so that it is a
+drop-in network that outputs logits: a softmax of its output gives exactly the averaged probabilities (the vote
+shares), and its argmax the majority class (a tie goes to the lower class index, background). Auxiliary output
+channels that are not class logits (e.g. a probability map) are averaged as they are. Its state dict holds every
 fold's parameters (``folds.<k>.…``), one checkpoint for the bundle; :meth:`FoldEnsemble.state_dict_from_folds`
 builds it from the fold checkpoints.
 """
@@ -20,22 +23,38 @@ __all__ = ["FoldEnsemble", "write_fold_ensemble"]
 
 
 class FoldEnsemble(nn.Module):
-    """``log(mean_k softmax(net_k(x)))`` over ``num_folds`` copies of ``network``.
+    """``log(mean_k softmax(net_k(x)))`` (or ``log(mean_k onehot(argmax net_k(x)))``) over ``num_folds`` copies of ``network``.
 
     Args:
         network: the architecture of one fold model (copied ``num_folds`` times).
-        num_folds: number of fold models (paper: 4).
+        num_folds: number of fold models (papers: 4).
+        combine: ``"mean"`` averages the softmax probabilities, ``"vote"`` the folds' one-hot argmax.
+        auxiliary_channels: trailing output channels that are not class logits; they are averaged over the folds
+            and appended unchanged.
     """
 
-    def __init__(self, network: nn.Module, num_folds: int = 4) -> None:
+    def __init__(self, network: nn.Module, num_folds: int = 4, combine: str = "mean", auxiliary_channels: int = 0) -> None:
         super().__init__()
         if num_folds < 1:
             raise ValueError(f"num_folds must be at least 1, got {num_folds}")
+        if combine not in ("mean", "vote"):
+            raise ValueError(f"combine must be 'mean' or 'vote', got {combine!r}")
         self.folds = nn.ModuleList(copy.deepcopy(network) for _ in range(num_folds))
+        self.combine = combine
+        self.auxiliary_channels = auxiliary_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([torch.softmax(net(x), dim=1) for net in self.folds]).mean(0)
-        return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
+        outputs = [net(x) for net in self.folds]
+        n_classes = outputs[0].shape[1] - self.auxiliary_channels
+        if self.combine == "vote":
+            shares = [nn.functional.one_hot(o[:, :n_classes].argmax(1), n_classes).movedim(-1, 1).to(o.dtype) for o in outputs]
+        else:
+            shares = [torch.softmax(o[:, :n_classes], dim=1) for o in outputs]
+        mean = torch.stack(shares).mean(0)
+        log_mean = torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
+        if not self.auxiliary_channels:
+            return log_mean
+        return torch.cat([log_mean, torch.stack([o[:, n_classes:] for o in outputs]).mean(0)], dim=1)
 
     @staticmethod
     def state_dict_from_folds(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:

@@ -1,12 +1,16 @@
 """Transforms that MONAI does not provide, used by the strokezoo bundles."""
 
 from .boundary_class import BoundaryClass, BoundaryClassd, lesion_boundary
+from .central_pixels import CentralPixelsd, central_pixels_target
 from .lesion_filter import LesionFilterd, filter_lesions
 from .optical_distortion import RandOpticalDistortiond, optical_distortion
 from .save_case import SaveCased
 from .symmetric_modalities import SymmetricModalitiesd
+from .temporal_resample import TemporalResampled, temporal_resample
+from .tfa_inputs import TFAInputsd
 
 __all__ = [
-    "BoundaryClass", "BoundaryClassd", "lesion_boundary", "LesionFilterd", "filter_lesions",
+    "BoundaryClass", "BoundaryClassd", "lesion_boundary", "CentralPixelsd", "central_pixels_target", "LesionFilterd", "filter_lesions",
     "RandOpticalDistortiond", "optical_distortion", "SaveCased", "SymmetricModalitiesd",
+    "TemporalResampled", "temporal_resample", "TFAInputsd",
 ]

@@ -64,9 +64,16 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
     optimizer.SetScalesEstimator(scales)
     registration = itk.ImageRegistrationMethodv4[image_type, image_type].New(
         FixedImage=fixed, MovingImage=moving, Metric=metric, Optimizer=optimizer, InitialTransform=transform)
-    registration.SetNumberOfLevels(2)
-    registration.SetShrinkFactorsPerLevel([2, 1])
-    registration.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    if min(np.asarray(image).shape) >= 8:
+        registration.SetNumberOfLevels(2)
+        registration.SetShrinkFactorsPerLevel([2, 1])
+        registration.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    else:  # a thin slab (ISLES 2018 CTP: 2 to 22 slices) cannot be halved or Gaussian-smoothed along z
+        metric.SetUseFixedImageGradientFilter(False)
+        metric.SetUseMovingImageGradientFilter(False)
+        registration.SetNumberOfLevels(1)
+        registration.SetShrinkFactorsPerLevel([1])
+        registration.SetSmoothingSigmasPerLevel([0.0])
     # the metric on a fixed random fifth of the voxels: as accurate for six parameters, several times faster
     registration.SetMetricSamplingStrategy(itk.ImageRegistrationMethodv4Enums.MetricSamplingStrategy_RANDOM)
     registration.SetMetricSamplingPercentage(sampling)
@@ -77,11 +84,13 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
 
 
 def symmetric_modalities(
-    images: Mapping[str, np.ndarray], spacing: Sequence[float], affine: np.ndarray, reference: str | None = None
+    images: Mapping[str, np.ndarray], spacing: Sequence[float], affine: np.ndarray, reference: str | None = None, reference_channel: int = 0
 ) -> dict[str, np.ndarray]:
-    """The mirrored, re-registered copy of every 3D image in ``images`` (all on one grid), under the same keys.
+    """The mirrored, re-registered copy of every image in ``images`` (all on one grid), under the same keys.
 
-    The transform is estimated once, on ``images[reference]`` (default: the first), and applied to all.
+    Images are 3D ``(X, Y, Z)`` or channel-first 4D ``(C, X, Y, Z)`` (e.g. the frames of a perfusion series). The
+    transform is estimated once, on ``images[reference]`` (default: the first key; its channel
+    ``reference_channel`` when 4D), and applied to every channel of every image.
     """
     import itk
 
@@ -89,24 +98,28 @@ def symmetric_modalities(
     if not keys:
         raise ValueError("no image to mirror")
     reference = reference or keys[0]
-    shape = np.asarray(images[reference]).shape
+    arrays = {k: np.asarray(images[k], dtype=np.float32) for k in keys}
+    shape = arrays[reference].shape[-3:]
     for k in keys:
-        if np.asarray(images[k]).shape != shape:
-            raise ValueError(f"'{k}' has shape {np.asarray(images[k]).shape}, '{reference}' {shape}: all images must share one grid")
+        if arrays[k].ndim not in (3, 4) or arrays[k].shape[-3:] != shape:
+            raise ValueError(f"'{k}' has shape {arrays[k].shape}, '{reference}' {arrays[reference].shape}: all images must share one 3D grid")
+    ref = arrays[reference] if arrays[reference].ndim == 3 else arrays[reference][reference_channel]
     axis = left_right_axis(affine)
-    transform = mirror_transform(images[reference], spacing, axis)
-    fixed = _itk_image(images[reference], spacing)
-    out = {}
-    for k in keys:
-        moving = _itk_image(np.flip(np.asarray(images[k]), axis), spacing)
+    transform = mirror_transform(ref, spacing, axis)
+    fixed = _itk_image(ref, spacing)
+
+    def mirror(volume: np.ndarray) -> np.ndarray:
+        moving = _itk_image(np.flip(volume, axis), spacing)
         resampled = itk.resample_image_filter(moving, transform=transform, use_reference_image=True, reference_image=fixed, default_pixel_value=0.0)
-        out[k] = itk.array_from_image(resampled).transpose(2, 1, 0).astype(np.float32)
-    return out
+        return itk.array_from_image(resampled).transpose(2, 1, 0).astype(np.float32)
+
+    return {k: mirror(v) if v.ndim == 3 else np.stack([mirror(c) for c in v]) for k, v in arrays.items()}
 
 
 class SymmetricModalitiesd(MapTransform):
     """Add ``<key><postfix>``, the mirrored and re-registered copy of every modality ``key`` (channel-first,
-    one channel, loaded with its affine), estimating the mirror transform once on ``reference_key``.
+    loaded with its affine; every channel is mirrored, e.g. all frames of a series), estimating the mirror transform
+    once on channel ``reference_channel`` of ``reference_key``.
 
     Registration takes seconds to a minute per case, so with ``cache_dir`` the copies are written there once
     (``<cache_dir>/<case>-<digest>/<key>.nii.gz``, atomically) and read back on later runs; the digest covers
@@ -117,6 +130,7 @@ class SymmetricModalitiesd(MapTransform):
         keys: modality keys, all on one grid.
         reference_key: the modality the transform is estimated on (default: the first key; the paper
             registers one modality and applies the transform to the rest).
+        reference_channel: the channel (frame) of ``reference_key`` the transform is estimated on.
         cache_dir: folder of the cached copies, or None to compute every time.
         postfix: appended to each key for its copy.
         name_key: key of the case id (names the cache folder).
@@ -124,10 +138,11 @@ class SymmetricModalitiesd(MapTransform):
 
     def __init__(
         self, keys: KeysCollection, reference_key: str | None = None, cache_dir: str | os.PathLike | None = None,
-        postfix: str = "_sym", name_key: str = "case_id", allow_missing_keys: bool = False,
+        postfix: str = "_sym", name_key: str = "case_id", reference_channel: int = 0, allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
+        self.reference_channel = reference_channel
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.postfix = postfix
         self.name_key = name_key
@@ -135,7 +150,7 @@ class SymmetricModalitiesd(MapTransform):
     def _cache_folder(self, d: Mapping, keys: list[str]) -> Path | None:
         if self.cache_dir is None:
             return None
-        h = hashlib.sha256()
+        h = hashlib.sha256(b"channel-last v2")  # cache format
         for k in keys:
             source = Path(str(d[k].meta.get("filename_or_obj", ""))) if hasattr(d[k], "meta") else Path()
             stat = source.stat() if source.is_file() else None
@@ -149,16 +164,17 @@ class SymmetricModalitiesd(MapTransform):
         keys = list(self.key_iterator(d))
         folder = self._cache_folder(d, keys)
         if folder is not None and all((folder / f"{k}.nii.gz").is_file() for k in keys):
-            mirrored = {k: np.asarray(nib.load(folder / f"{k}.nii.gz").dataobj, dtype=np.float32) for k in keys}
+            # cached channel-last (X, Y, Z, C), as NIfTI stores series
+            mirrored = {k: np.moveaxis(np.asarray(nib.load(folder / f"{k}.nii.gz").dataobj, dtype=np.float32), -1, 0) for k in keys}
         else:
             affine = np.asarray(d[keys[0]].affine, dtype=np.float64)
             spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
-            arrays = {k: np.asarray(d[k].detach().cpu()[0] if isinstance(d[k], torch.Tensor) else d[k][0], dtype=np.float32) for k in keys}
-            mirrored = symmetric_modalities(arrays, spacing, affine, self.reference_key)
+            arrays = {k: np.asarray(d[k].detach().cpu() if isinstance(d[k], torch.Tensor) else d[k], dtype=np.float32) for k in keys}
+            mirrored = symmetric_modalities(arrays, spacing, affine, self.reference_key, self.reference_channel)
             if folder is not None:
                 for k, v in mirrored.items():
-                    save_nifti(v, affine, folder / f"{k}.nii.gz", dtype=np.float32)
+                    save_nifti(np.moveaxis(v, 0, -1), affine, folder / f"{k}.nii.gz", dtype=np.float32)
         for k in keys:
-            out = torch.as_tensor(mirrored[k])[None]
+            out = torch.as_tensor(mirrored[k])
             d[f"{k}{self.postfix}"] = MetaTensor(out, meta=dict(d[k].meta)) if isinstance(d[k], MetaTensor) else out  # affine from meta
         return d

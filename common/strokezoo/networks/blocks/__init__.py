@@ -4,5 +4,6 @@ from .attention_decoder import CrossAttentionDecoder
 from .cross_attention import CrossAttentionGate
 from .deep_supervision import DeepSupervisionHead
 from .encoder import UNetEncoder, conv_block
+from .linformer import LinformerLayer, LinformerSelfAttention
 
-__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "UNetEncoder", "conv_block"]
+__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "LinformerLayer", "LinformerSelfAttention", "UNetEncoder", "conv_block"]
