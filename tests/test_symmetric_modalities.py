@@ -103,3 +103,21 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
     assert all(np.allclose(np.asarray(again[f"{k}_sym"]), np.asarray(out[f"{k}_sym"])) for k in keys)
     with pytest.raises(InputError, match="inside the folder of the input"):
         SymmetricModalitiesd(keys, cache_dir=Path(entry["t1"]).parent / "cache")(load(entry))
+
+
+def test_thin_slab_series_is_mirrored_frame_by_frame_with_one_transform(head):
+    """A 4-slice slab (ISLES 2018 CTP slabs have 2 to 22 slices) of a 3-frame series: the transform estimated on
+    frame 0 still finds the 5-voxel mirror shift, and every frame is mirrored with it."""
+    m, images = head
+    slab = images["t1"][:, :, 10:14]
+    series = np.stack([slab, 1.5 * slab, 0.5 * slab])
+    t = mirror_transform(slab, SPACING, axis=0)
+    for voxel in ((10, 20, 1), (30, 8, 2)):
+        mapped = np.array(t.TransformPoint([float(v * s) for v, s in zip(voxel, SPACING)])) / SPACING
+        assert np.abs(mapped - (np.array(voxel) + [SHAPE[0] - 1 - 2 * m, 0, 0])).max() < 0.5, (voxel, mapped)
+    sym = symmetric_modalities({"ctp": series}, SPACING, np.diag([*SPACING, 1.0]), reference_channel=0)["ctp"]
+    assert sym.shape == series.shape
+    inside = slab > 0.05
+    assert np.corrcoef(sym[0][inside], slab[inside])[0, 1] > 0.99
+    np.testing.assert_allclose(sym[1], 1.5 * sym[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sym[2], 0.5 * sym[0], rtol=1e-4, atol=1e-5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["run_demo", "train_bundle", "train_and_evaluate_bundle", "cpu_overrides", "config_files", "BUNDLES", "CPU_OVERRIDES"]
+__all__ = ["run_demo", "train_bundle", "train_and_evaluate_bundle", "cpu_overrides", "config_files", "DemoBundle", "BUNDLES", "CPU_OVERRIDES"]
 
 _STEPS = (
     # layout, rule, what the rule is
@@ -19,29 +20,42 @@ _STEPS = (
 #: papers' 5e-3 the narrow net does not cross the 0.5 threshold within 40 epochs)
 CPU_OVERRIDES = {"image_size": 64, "features": [8, 16, 32, 64, 128, 256], "batch_size": 8, "num_workers": 0, "warmup_epochs": 2, "learning_rate": 1e-3}
 
-#: bundle -> (layout of its synthetic cohort, override files on top of its configs, CPU keys on top of
-#: :data:`CPU_OVERRIDES`). The cross-domain net runs two encoders and two decoders over 29-slice volumes:
-#: five levels instead of six halve its step time on a CPU, and lr 3e-3 lets it learn within the short run.
+class DemoBundle(NamedTuple):
+    """How the demo and the tests train a bundle on a synthetic cohort."""
+
+    layout: str  #: release layout of its synthetic cohort
+    overrides: tuple[str, ...] = ()  #: override files on top of its configs
+    cpu: dict = {}  #: CPU-sized keys on top of :data:`CPU_OVERRIDES`
+    stages: tuple[str, ...] = ("train.json",)  #: training configs, run in this order
+
+
+#: The cross-domain net runs two encoders and two decoders over 29-slice volumes: five levels instead of six halve
+#: its step time on a CPU, and lr 3e-3 lets it learn within the short run.
 BUNDLES = {
-    "stroke_mri_crossattention_unet2d": ("isles2017", (), {}),
-    "stroke_ct_boundary_attention_unet2d": ("isles2018", (), {}),
-    "stroke_dwi_crossdomain_unet2d": ("isles2022", ("two_rater.json",), {"features": [8, 16, 32, 64, 128], "learning_rate": 3e-3}),
+    "stroke_mri_crossattention_unet2d": DemoBundle("isles2017"),
+    "stroke_ct_boundary_attention_unet2d": DemoBundle("isles2018"),
+    "stroke_dwi_crossdomain_unet2d": DemoBundle("isles2022", ("two_rater.json",), {"features": [8, 16, 32, 64, 128], "learning_rate": 3e-3}),
     # 3D patches: 8 base filters, 100 patches per case, dense inference every 8x8x4 voxels, lesions of the small
     # synthetic volumes (~100 voxels) kept by S_min 10
-    "stroke_mri_residual_unet3d": ("isles2015-siss", (), {"base_features": 8, "num_patches": 100, "batch_size": 16, "extraction_step": [8, 8, 4],
-                                                          "patch_batch_size": 256, "min_size": 10}),
+    "stroke_mri_residual_unet3d": DemoBundle("isles2015-siss", (), {"base_features": 8, "num_patches": 100, "batch_size": 16, "extraction_step": [8, 8, 4],
+                                                                     "patch_batch_size": 256, "min_size": 10}),
+    # two stages: a 2-layer, 32-wide transformer on 16x16-pixel patches (100 per case), then a 8...64-channel U-Net
+    "stroke_ctp_transformer_unet2d": DemoBundle("isles2018", (), {"patch_size": 16, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "projected_length": 8,
+                                                                   "mlp_dim": 64, "num_patches": 100, "batch_size": 32, "features": [8, 16, 32, 64],
+                                                                   "transformer_learning_rate": 1e-3, "unet_learning_rate": 0.01},
+                                                ("train_transformer.json", "train.json")),
 }
 
 
 def cpu_overrides(bundle: str) -> dict:
     """The CPU-sized config keys of ``bundle`` for the demo and the tests."""
-    return {**CPU_OVERRIDES, **BUNDLES[bundle][2]}
+    return {**CPU_OVERRIDES, **BUNDLES[bundle].cpu}
 
 
 def config_files(bundle: str, *names: str) -> list[str]:
     """Paths of ``names`` in the bundle's configs/, followed by the bundle's demo override files."""
     configs = bundles_dir() / bundle / "configs"
-    return [str(configs / n) for n in (*names, *BUNDLES[bundle][1])]
+    return [str(configs / n) for n in (*names, *BUNDLES[bundle].overrides)]
 
 
 def bundles_dir() -> Path:
@@ -54,15 +68,17 @@ def bundles_dir() -> Path:
 
 def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> Path:
     """Train ``bundle`` into ``out`` with its :func:`cpu_overrides`, no augmentation, for ``epochs`` on
-    ``datalist`` (validation = ``val_fold``, every 5 epochs); returns the best checkpoint (``<ckpt_dir>/model.pt``)."""
+    ``datalist`` (validation = ``val_fold``, every 5 epochs), running each of its training stages in turn; returns
+    the best checkpoint of the last stage (``<ckpt_dir>/model.pt``)."""
     from monai.bundle import ConfigWorkflow
 
-    train = ConfigWorkflow(config_file=config_files(bundle, "train.json"), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
-                           bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
-                           **{"train#random_transforms": []}, **cpu_overrides(bundle))
-    train.initialize()
-    train.run()
-    train.finalize()
+    for stage in BUNDLES[bundle].stages:
+        train = ConfigWorkflow(config_file=config_files(bundle, stage), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
+                               bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
+                               **{"train#random_transforms": []}, **cpu_overrides(bundle))
+        train.initialize()
+        train.run()
+        train.finalize()
     return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt"
 
 
@@ -117,7 +133,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
     lines += ["", f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: {CPU_OVERRIDES}, per bundle: strokezoo.demo.BUNDLES)", "",
               "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.", "",
               "| bundle | cohort | val. cases | Dice mean (median) | precision | recall | HD95 mm | train+eval s |", "|---|---|---|---|---|---|---|---|"]
-    for bundle, (layout, _, _) in BUNDLES.items():
+    for bundle, (layout, *_) in BUNDLES.items():
         t0 = time.perf_counter()
         data = out / "data" / f"{layout}_bundles"
         synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4 * scale, difficulty=0.0, test_fraction=0.0)
@@ -129,6 +145,9 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]
         # per-modality, per-rater tables (cross-domain bundle) or one table
         tables = {f"{m.upper()} vs {r}": t for m, per_rater in summary["metrics"].items() for r, t in per_rater.items()} if "raters" in summary else {"": summary["metrics"]}
+        baseline = out / "bundles" / bundle / "eval" / "metrics" / "threshold" / "summary.json"
+        if baseline.is_file():  # the CTP transformer's Threshold baseline (TFA > 0.5), reported beside the model
+            tables["Threshold: TFA > 0.5"] = json.loads(baseline.read_text())["metrics"]
         if "raters" in summary:  # one mask per modality: R1's masks and the per-modality predictions on their panels
             label = {m: first[next(iter(summary["raters"].values())).format(modality=m)] for m in summary["modalities"]}
             pred = {m: str(out / "bundles" / bundle / "eval" / f"{first['case_id']}_{m}.nii.gz") for m in summary["modalities"]}

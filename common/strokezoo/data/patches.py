@@ -34,7 +34,8 @@ class BalancedPatchDataset(Dataset):
         lesion_transform: random transform of lesion-centred samples (``{key: (C, px, py, pz)}``).
         transform: random transform of every sample, after ``lesion_transform``.
         keys: the image key and the label key, in that order; the label's first channel > 0 is the lesion.
-        brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there).
+        brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there); None
+            draws them from the whole volume.
         lesion_offset: largest random offset of lesion-centred patches per axis (default: half the patch).
         seed: seed of the centre draw.
         num_workers: threads loading the volumes.
@@ -49,7 +50,7 @@ class BalancedPatchDataset(Dataset):
         lesion_transform: Callable | None = None,
         transform: Callable | None = None,
         keys: Sequence[str] = ("image", "label"),
-        brain_channel: int = 0,
+        brain_channel: int | None = 0,
         lesion_offset: Sequence[int] | None = None,
         seed: int = 0,
         num_workers: int = 0,
@@ -65,7 +66,7 @@ class BalancedPatchDataset(Dataset):
         self.volumes, self.index, self.lesion_counts = [], [], []
         for v, volume in enumerate(volumes):
             label = volume[label_key][0].numpy() > 0
-            brain = volume[image_key][brain_channel].numpy() > 0
+            brain = volume[image_key][brain_channel].numpy() > 0 if brain_channel is not None else np.ones_like(label)
             lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng, max_offset=lesion_offset)
             self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
             self.lesion_counts.append(len(lesion))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -57,20 +57,26 @@ class FoldEnsemble(nn.Module):
         return torch.cat([log_mean, torch.stack([o[:, n_classes:] for o in outputs]).mean(0)], dim=1)
 
     @staticmethod
-    def state_dict_from_folds(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
-        """The ensemble's state dict from one plain state-dict checkpoint per fold (loaded with weights_only)."""
+    def state_dict_from_folds(paths: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]]) -> dict[str, torch.Tensor]:
+        """The ensemble's state dict from the fold checkpoints (plain state dicts, loaded with weights_only): one path
+        per fold, or per fold a mapping ``{submodule: path}`` for a fold model trained in parts (e.g.
+        ``{"transformer": …, "unet": …}`` for :class:`~strokezoo.networks.TFAUNet`)."""
         state = {}
-        for k, path in enumerate(paths):
-            for name, value in torch.load(path, map_location="cpu", weights_only=True).items():
-                state[f"folds.{k}.{name}"] = value
+        for k, fold in enumerate(paths):
+            parts = fold.items() if isinstance(fold, Mapping) else [("", fold)]
+            for prefix, path in parts:
+                for name, value in torch.load(path, map_location="cpu", weights_only=True).items():
+                    state[f"folds.{k}.{prefix}.{name}" if prefix else f"folds.{k}.{name}"] = value
         return state
 
 
-def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike], out: str | os.PathLike) -> str:
-    """Write the :class:`FoldEnsemble` checkpoint of the given fold checkpoints to ``out`` (atomically); returns it."""
+def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]], out: str | os.PathLike) -> str:
+    """Write the :class:`FoldEnsemble` checkpoint of the given fold checkpoints (see
+    :meth:`FoldEnsemble.state_dict_from_folds`) to ``out`` (atomically); returns it."""
     from ..data.atomic import atomic_path
 
-    missing = [str(p) for p in fold_checkpoints if not os.path.isfile(p)]
+    paths = [p for fold in fold_checkpoints for p in (fold.values() if isinstance(fold, Mapping) else [fold])]
+    missing = [str(p) for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"fold checkpoints missing (train those folds first): {missing}")
     with atomic_path(out) as tmp:

@@ -102,7 +102,7 @@ def symmetric_modalities(
     shape = arrays[reference].shape[-3:]
     for k in keys:
         if arrays[k].ndim not in (3, 4) or arrays[k].shape[-3:] != shape:
-            raise ValueError(f"'{k}' has shape {arrays[k].shape}, '{reference}' {arrays[reference].shape}: all images must share one 3D grid")
+            raise ValueError(f"'{k}' has shape {arrays[k].shape}, '{reference}' {arrays[reference].shape}: all images must share one grid (3D, or channel-first 4D)")
     ref = arrays[reference] if arrays[reference].ndim == 3 else arrays[reference][reference_channel]
     axis = left_right_axis(affine)
     transform = mirror_transform(ref, spacing, axis)
