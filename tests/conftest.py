@@ -96,24 +96,25 @@ def _one_torch_thread_per_worker():
     yield
 
 
-def untrained_checkpoint(bundle: str, path: Path) -> Path:
-    """Save the CPU-sized network of ``bundle``, freshly initialised (seed 0), as a state dict at ``path``."""
+def untrained_checkpoint(bundle: str, path: Path, config: str = "train.json") -> Path:
+    """Save the CPU-sized network of ``bundle``'s ``config``, freshly initialised (seed 0), as a state dict at ``path``."""
     import torch
     from monai.bundle import ConfigWorkflow
 
     torch.manual_seed(0)
-    wf = ConfigWorkflow(config_file=config_files(bundle, "train.json"), workflow_type="train", bundle_root=str(path.parent), **cpu_overrides(bundle))
+    wf = ConfigWorkflow(config_file=config_files(bundle, config), workflow_type="train", bundle_root=str(path.parent), **cpu_overrides(bundle))
     torch.save(wf.parser.get_parsed_content("network_def").state_dict(), path)
     return path
 
 
-def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path) -> dict:
+def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path, **extra) -> dict:
     """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
-    would, with ``python -m monai.bundle run`` in a subprocess and the CPU-sized network; returns the summary."""
+    would, with ``python -m monai.bundle run`` in a subprocess and the CPU-sized network (``extra``: more config
+    keys); returns the summary."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
            "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
            "--output_dir", str(out), "--metrics_dir", str(out / "metrics"), "--save_probabilities", "True", "--num_workers", "0"]
-    for k, v in cpu_overrides(bundle).items():
+    for k, v in {**cpu_overrides(bundle), **extra}.items():
         cmd += [f"--{k}", json.dumps(v)]
     subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
     return json.loads((out / "metrics" / "summary.json").read_text())

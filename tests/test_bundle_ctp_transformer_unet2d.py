@@ -1,0 +1,93 @@
+"""stroke_ctp_transformer_unet2d: a real short run of both training stages on the synthetic ISLES 2018 cohort
+beats untrained models (the TFA map separates core from the rest; the whole method's Dice), masks and TFA maps on
+the input grid, the Threshold baseline scored beside the model, the second stage's config and the fold ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.bundle import ConfigWorkflow
+from sklearn.metrics import roc_auc_score
+
+from strokezoo.demo import config_files, cpu_overrides
+
+from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+
+BUNDLE = "stroke_ctp_transformer_unet2d"
+CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
+CPU = cpu_overrides(BUNDLE)
+
+
+def tfa_auc(out: Path, entries: list[dict]) -> float:
+    """ROC AUC of the saved TFA maps of ``entries`` against their reference cores, all voxels pooled."""
+    scores, labels = [], []
+    for e in entries:
+        scores.append(np.asarray(nib.load(out / f"{e['case_id']}_tfa.nii.gz").dataobj, np.float32).ravel())
+        labels.append(np.asarray(nib.load(e["label"]).dataobj).ravel() > 0)
+    return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
+
+
+def test_both_stages_beat_untrained_models(trained, tmp_path):
+    root, data, datalist = trained(BUNDLE, epochs=30)
+    fold = root / "models" / "fold0"
+    for name in ("transformer.pt", "model.pt"):
+        assert all(isinstance(v, torch.Tensor) for v in torch.load(fold / name, weights_only=True).values())
+    digest = tree_digest(data)
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", save_tfa=True)
+    untrained_transformer = untrained_checkpoint(BUNDLE, tmp_path / "untrained_transformer.pt", "train_transformer.json")
+    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained",
+                                save_tfa=True, transformer_path=str(untrained_transformer))
+    assert tree_digest(data) == digest
+
+    entries = [e for e in json.loads(datalist.read_text())["training"] if e["fold"] == 0]
+    auc_after, auc_before = tfa_auc(tmp_path / "trained", entries), tfa_auc(tmp_path / "untrained", entries)
+    assert auc_after > 0.75 and auc_after > auc_before + 0.15, (auc_after, auc_before)
+    dice_after, dice_before = after["metrics"]["dice"]["mean"], before["metrics"]["dice"]["mean"]
+    assert dice_after > dice_before, (dice_after, dice_before)
+
+    # the Threshold baseline (TFA > 0.5) is scored beside the model
+    threshold = json.loads((tmp_path / "trained" / "metrics" / "threshold" / "summary.json").read_text())
+    assert threshold["cases"] == after["cases"] == len(entries)
+    for e in entries:
+        ref = nib.load(e["label"])
+        for name, dtype in ((f"{e['case_id']}.nii.gz", np.uint8), (f"{e['case_id']}_tfa.nii.gz", np.float32), (f"threshold/{e['case_id']}.nii.gz", np.uint8)):
+            out = nib.load(tmp_path / "trained" / name)
+            assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4) and out.get_data_dtype() == dtype, name
+        tfa = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}_tfa.nii.gz").dataobj)
+        baseline = np.asarray(nib.load(tmp_path / "trained" / "threshold" / f"{e['case_id']}.nii.gz").dataobj)
+        assert tfa.min() >= 0.0 and tfa.max() <= 1.0 and np.array_equal(baseline > 0, tfa > 0.5)
+
+    # the second stage's config, once its transformer exists
+    wf = ConfigWorkflow(config_file=config_files(BUNDLE, "train.json"), workflow_type="train", bundle_root=str(root), dataset_dir=str(data),
+                        datalist=str(datalist), **{**CPU, "num_workers": 0})
+    wf.initialize()
+    assert not wf.check_properties()
+
+    # ensemble.json joins each fold's two checkpoints into the one that inference.json loads (here: fold 0 only)
+    ens = ConfigWorkflow(config_file=str(CONFIGS / "ensemble.json"), workflow_type="infer", bundle_root=str(root), ensemble_folds=[0])
+    ens.initialize()
+    ens.run()
+    infer = ConfigWorkflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference", bundle_root=str(root), dataset_dir=str(data),
+                           datalist=str(datalist), ensemble_folds=[0], **CPU)
+    infer.initialize()
+    infer.parser.get_parsed_content("network_def").load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))  # strict
+
+
+def test_stage_b_refuses_to_start_without_its_transformer(cohort12, tmp_path):
+    data, datalist = cohort12(BUNDLE)
+    wf = ConfigWorkflow(config_file=config_files(BUNDLE, "train.json"), workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data),
+                        datalist=str(datalist), **{**CPU, "num_workers": 0})
+    wf.initialize()
+    try:
+        wf.parser.get_parsed_content("train#deterministic_transforms")
+    except Exception as e:  # MONAI wraps the error of the component it instantiates
+        chain = [e]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        assert any("transformer checkpoint not found" in str(c) and "fold0" in str(c) for c in chain), chain
+    else:
+        raise AssertionError("stage B started without a transformer")
