@@ -39,10 +39,10 @@ BUNDLES = {
     # synthetic volumes (~100 voxels) kept by S_min 10
     "stroke_mri_residual_unet3d": DemoBundle("isles2015-siss", (), {"base_features": 8, "num_patches": 100, "batch_size": 16, "extraction_step": [8, 8, 4],
                                                                      "patch_batch_size": 256, "min_size": 10}),
-    # two stages: a 2-layer, 32-wide transformer on 16x16-pixel patches (200 per case), then a 8...64-channel U-Net; a
+    # two stages: a 2-layer, 32-wide transformer on 16x16-pixel patches (100 per case), then a 8...64-channel U-Net; a
     # third of the training patients held out, so that the small cohort's validation Dice is not one patient's
     "stroke_ctp_transformer_unet2d": DemoBundle("isles2018", (), {"patch_size": 16, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "projected_length": 8,
-                                                                   "mlp_dim": 64, "num_patches": 200, "patch_batch_size": 32, "features": [8, 16, 32, 64],
+                                                                   "mlp_dim": 64, "num_patches": 100, "patch_batch_size": 32, "features": [8, 16, 32, 64],
                                                                    "transformer_learning_rate": 1e-3, "unet_learning_rate": 0.05, "val_fraction": 0.3},
                                                 ("train_transformer.json", "train.json")),
 }
