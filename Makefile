@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/strokezoo demo --out $(DEMO_DIR)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist worksteal -q tests
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -28,20 +28,20 @@ def test_every_bundle_folder_is_covered():
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize("kind", ["train", "inference"])
-def test_check_properties(bundle, kind, tmp_path, cohort, cohort12):
-    """The first training stage (later stages need its checkpoint: their bundle tests check them after training) on
-    the 12-case cohort, which leaves patients to hold out for validation; inference on a small cohort."""
+def test_check_properties(bundle, kind, tmp_path, cohort):
+    """The first training stage (later stages need its checkpoint: their bundle tests check them after training) and
+    inference, on a 3-case cohort. Training evaluates an empty fold, so that both training patients stay in the
+    training split (the bundles that hold patients out for validation need two)."""
+    layout = BUNDLES[bundle].layout
+    data, _ = cohort(layout)
+    datalist = tmp_path / "datalist.json"
+    entries = build_datalist(data, datalist, layout=layout, folds=3)["training"]
+    empty = min(range(3), key=lambda k: sum(e["fold"] == k for e in entries))
     config = BUNDLES[bundle].stages[0] if kind == "train" else "inference.json"
-    if kind == "train":
-        data, datalist = cohort12(bundle)
-    else:
-        layout = BUNDLES[bundle].layout
-        data, _ = cohort(layout)
-        datalist = tmp_path / "datalist.json"
-        build_datalist(data, datalist, layout=layout, folds=3)
     wf = ConfigWorkflow(config_file=str(configs(bundle) / config), workflow_type=kind, meta_file=str(configs(bundle) / "metadata.json"),
                         logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
-                        datalist=str(datalist), datalist_split="training", **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})})
+                        datalist=str(datalist), datalist_split="training", fold=empty, val_fold=empty,
+                        **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})})
     wf.initialize()
     assert not wf.check_properties()
 
