@@ -5,7 +5,8 @@ A 256×256 ISLES 2018 slice of 64 channels (32 frames and their mirrored copy) a
 Linformer layers, 8 heads, 128-d tokens, 32×32-pixel patches), a patch every 2 pixels: 16,384 patches per slice.
 Both ways are timed on the same rows of the slice; ``--rows`` limits the slice to that many rows (0: the whole
 slice) and the per-slice time is extrapolated from the measured rate (said so in the output). Then the fold
-model (``TFAUNet``: TFA + U-Net with 64…512 channels) on a ``--slices``-slice volume. Prints medians.
+model's U-Net (64…512 channels) per ``--slices``-slice volume, and with ``--rows 0`` the whole fold model
+(``TFAUNet``: TFA, then U-Net). Prints medians.
 
     python benchmarks/tfa_map_speed.py --device cpu --rows 4
     python benchmarks/tfa_map_speed.py --device cuda --rows 0
@@ -83,8 +84,17 @@ def main() -> None:
 
     unet = DynUNet(2, 3, 2, kernel_size=[3] * 4, strides=[1, 2, 2, 2], upsample_kernel_size=[2] * 3, filters=[64, 128, 256, 512],
                    norm_name="batch", act_name="relu").to(device)
+    unet.eval()
     model = TFAUNet(net, unet, step, a.batch).to(device).eval()
     volume = torch.rand(a.slices, 64, size, size, device=device)
+    inputs = torch.rand(a.slices, 3, size, size, device=device)  # [TFA, CT, MI] of every slice
+
+    def stage_b():
+        with torch.no_grad():
+            unet(inputs)
+
+    med = median_time(stage_b, device, a.repeats)
+    print(f"part B (U-Net on [TFA, CT, MI]): {med:.2f} s per {a.slices}-slice volume ({med / a.slices:.3f} s/slice)")
 
     def whole():
         with torch.no_grad():

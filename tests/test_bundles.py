@@ -26,21 +26,28 @@ def test_every_bundle_folder_is_covered():
     assert sorted(p.name for p in (REPO / "bundles").iterdir() if p.is_dir()) == sorted(BUNDLES)
 
 
-@pytest.mark.parametrize("bundle", BUNDLES)
-@pytest.mark.parametrize("kind", ["train", "inference"])
-def test_check_properties(bundle, kind, tmp_path, cohort):
-    """The first training stage (later stages need its checkpoint: their bundle tests check them after training) and
-    inference, on a 3-case cohort. Training evaluates an empty fold, so that both training patients stay in the
-    training split (the bundles that hold patients out for validation need two)."""
+def small_training_setup(bundle: str, cohort, tmp_path: Path) -> tuple[Path, Path, dict]:
+    """The bundle's 3-case cohort with a 3-fold datalist (two training patients, one fold empty) and the fold keys
+    that leave something to train on: ``val_fold`` (validation fold of the 2D bundles) is a non-empty fold, ``fold``
+    (the evaluated fold of the bundles that hold training patients out for validation) the empty one."""
     layout = BUNDLES[bundle].layout
     data, _ = cohort(layout)
     datalist = tmp_path / "datalist.json"
     entries = build_datalist(data, datalist, layout=layout, folds=3)["training"]
-    empty = min(range(3), key=lambda k: sum(e["fold"] == k for e in entries))
+    counts = {k: sum(e["fold"] == k for e in entries) for k in range(3)}
+    return data, datalist, {"fold": min(counts, key=counts.get), "val_fold": max(counts, key=counts.get)}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("kind", ["train", "inference"])
+def test_check_properties(bundle, kind, tmp_path, cohort):
+    """The first training stage (later stages need its checkpoint: their bundle tests check them after training) and
+    inference, on a 3-case cohort; see :func:`small_training_setup` for the folds."""
+    data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
     config = BUNDLES[bundle].stages[0] if kind == "train" else "inference.json"
     wf = ConfigWorkflow(config_file=str(configs(bundle) / config), workflow_type=kind, meta_file=str(configs(bundle) / "metadata.json"),
                         logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
-                        datalist=str(datalist), datalist_split="training", fold=empty, val_fold=empty,
+                        datalist=str(datalist), datalist_split="training", **folds,
                         **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})})
     wf.initialize()
     assert not wf.check_properties()
@@ -56,15 +63,18 @@ def test_metadata_and_network_in_out(bundle, tmp_path):
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
-    """``multi_gpu_train.json`` with torchrun: DDP over two CPU processes (gloo), one epoch of each training stage."""
+    """``multi_gpu_train.json`` with torchrun: DDP over two CPU processes (gloo), one epoch of each training stage,
+    on the 12-case cohort (both ranks get validation cases)."""
     data, datalist = cohort12(bundle)
-    val_fold = 0
+    folds = {"fold": 0, "val_fold": 0}
     root = tmp_path / "bundle"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stage in BUNDLES[bundle].stages:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
                "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, stage, "multi_gpu_train.json")),
-               "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--val_fold", str(val_fold), "--epochs", "1"]
+               "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", "1"]
+        for k, v in folds.items():
+            cmd += [f"--{k}", str(v)]
         for k, v in cpu_overrides(bundle).items():
             cmd += [f"--{k}", json.dumps(v)]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
