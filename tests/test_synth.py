@@ -34,11 +34,13 @@ def test_isles2018_release_dtypes_and_frames(cohort):
     case = sorted((root / "TRAINING").iterdir())[0]
     dtypes = {p.name.split(".")[4]: nib.load(str(p)).get_data_dtype() for p in case.rglob("*.nii")}
     assert dtypes == {"CT": np.int32, "CT_4DPWI": np.int16, "CT_CBF": np.uint16, "CT_CBV": np.uint16,
-                      "CT_MTT": np.float64, "CT_Tmax": np.float64, "OT": np.uint8}
+                      "CT_MTT": np.float64, "CT_Tmax": np.float64, "MR_DWI": np.int16, "OT": np.uint8}
     ctp = nib.load(str(next(case.rglob("*CT_4DPWI*.nii"))))
     assert ctp.ndim == 4 and 28 <= ctp.shape[3] <= 64 and 1.0 <= ctp.header.get_zooms()[3] <= 2.0
     assert 2 <= ctp.shape[2] <= 22 and ctp.shape[0] == ctp.shape[1]
-    assert not any((root / "TESTING").rglob("*.OT.*"))
+    assert not any((root / "TESTING").rglob("*.OT.*")) and not any((root / "TESTING").rglob("*.MR_DWI.*"))
+    dwi = nib.load(str(next(case.rglob("*MR_DWI*.nii"))))
+    assert dwi.shape == ctp.shape[:3] and np.allclose(dwi.affine, ctp.affine)
 
 
 def test_isles2017_some_4dpwi_are_5d(cohort):

@@ -69,7 +69,8 @@ LAYOUTS: dict[str, Layout] = {
         ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"), label_of="the follow-up infarct"),
     "isles2018": Layout(
         "isles2018",
-        {"ct": "ct", "ct_4dpwi": "ctp", "ct_cbf": "cbf", "ct_cbv": "cbv", "ct_mtt": "mtt", "ct_tmax": "tmax", "ot": "label"},
+        {"ct": "ct", "ct_4dpwi": "ctp", "ct_cbf": "cbf", "ct_cbv": "cbv", "ct_mtt": "mtt", "ct_tmax": "tmax", "mr_dwi": "dwi",
+         "ot": "label"},
         ("ct", "ctp", "cbf", "cbv", "mtt", "tmax"), label_of="the infarct core on DWI"),
     "isles2022": Layout(
         "isles2022", {"dwi": "dwi", "adc": "adc", "flair": "flair"}, ("dwi", "adc"), own_grid=("flair",),
