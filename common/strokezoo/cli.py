@@ -45,20 +45,25 @@ def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: in
         sys.exit(1)
 
 
-def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0, folds: list[int] | None = None) -> None:
+def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0, folds: list[int] | None = None,
+             reference_percentile: float | None = None, size_groups_ml: list[float] | None = None) -> None:
     """Score predicted masks (PRED/<case_id>.nii.gz) against a datalist's labels with 3D metrics.
 
     Dice, precision, recall, HD, HD95, ASSD (mm), RVE, volumes and absolute volume difference (mL),
     lesion-count difference and lesion-wise F1 (ISLES'22); with --image_pred and --image_key, SSIM and
-    PSNR of synthesized images, global and around the lesion. Writes OUT/metrics.csv, summary.json,
-    report.md; exits 1 if any case could not be scored. --folds [0] scores only the cases of those folds.
+    PSNR of synthesized images, global and around the lesion (--reference_percentile 99 first scales the
+    reference to (0, 1) by its minimum and 99th percentile). --size_groups_ml [10,50] adds tables per
+    reference lesion volume (< 10, 10-50, > 50 mL). Writes OUT/metrics.csv, summary.json, report.md; exits 1
+    if any case could not be scored. --folds [0] scores only the cases of those folds.
 
     Example:
         strokezoo evaluate --pred outputs/preds --ref datalist.json --out outputs/eval
+        strokezoo evaluate --pred eval --ref datalist.json --out eval/metrics --image_pred eval --image_key dwi --reference_percentile 99 --size_groups_ml [10,50]
     """
     from .metrics.evaluate import evaluate as run
 
-    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm, folds=folds)
+    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm, folds=folds,
+            reference_percentile=reference_percentile, size_groups_ml=size_groups_ml)
     dice = s["metrics"]["dice"]
     print(f"{s['cases']} cases: Dice {dice['mean']:.3f} (median {dice['median']:.3f}); report in {out}/report.md" if s["cases"] else "no case scored")
     if s["failures"]:

@@ -1,5 +1,6 @@
-"""Engine pieces of the strokezoo bundles: validation metrics and handlers MONAI does not provide."""
+"""Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
 from .l1_error_rate import L1ErrorRate
+from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 
-__all__ = ["L1ErrorRate"]
+__all__ = ["L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer"]

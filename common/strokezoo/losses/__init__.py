@@ -2,5 +2,9 @@
 
 from .class_weight_map import ClassWeightMapLoss, class_weight_map
 from .multi_segmentation import MultiSegmentationLoss
+from .pseudo_dwi import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, SegmentationLoss, synthesis_loss, weighted_cross_entropy
 
-__all__ = ["ClassWeightMapLoss", "class_weight_map", "MultiSegmentationLoss"]
+__all__ = [
+    "ClassWeightMapLoss", "class_weight_map", "MultiSegmentationLoss", "HardnessAwareGeneralizedDiceLoss", "PseudoDWILoss", "SegmentationLoss",
+    "synthesis_loss", "weighted_cross_entropy",
+]

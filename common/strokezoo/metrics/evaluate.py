@@ -3,7 +3,10 @@
 Each prediction is matched to its case by file name (``<case_id>.nii.gz``, or ``<case_id>_<anything>``
 without "prob" in it), must be a binary mask on the reference label's grid, and is scored on that grid in
 mm and mL (:mod:`.segmentation`). Optionally a folder of synthesized images is scored against one
-modality of the datalist (SSIM/PSNR, :mod:`.image_quality`). Writes ``metrics.csv`` (one row per case),
+modality of the datalist (SSIM/PSNR, :mod:`.image_quality`; ``reference_percentile`` scales that modality
+to (0, 1) by its minimum and that percentile first, the DWI pre-processing of Wang et al., MedIA 2020), and the
+cases can be grouped by reference lesion volume (``size_groups_ml``, e.g. [10, 50]: < 10, 10–50, > 50 mL, that
+paper's Sec. 4.2.5). Writes ``metrics.csv`` (one row per case),
 ``summary.json`` (mean, sd, median and n of every metric, NaN skipped) and ``report.md``; cases that
 cannot be scored are listed in both and make the command exit non-zero, after the others are scored.
 """
@@ -23,7 +26,7 @@ from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
 from .segmentation import METRICS, segmentation_metrics
 
-__all__ = ["evaluate", "find_prediction", "fmt_metric", "summarize"]
+__all__ = ["evaluate", "find_prediction", "fmt_metric", "scale_to_percentile", "size_groups", "summarize"]
 
 
 def find_prediction(folder: Path, case_id: str) -> Path:
@@ -54,6 +57,22 @@ def summarize(rows: list[dict], keys: list[str]) -> dict:
     return out
 
 
+def scale_to_percentile(image: np.ndarray, percentile: float) -> np.ndarray:
+    """``image`` scaled linearly so that its minimum is 0 and its ``percentile``-th percentile is 1 (not clipped)."""
+    low, high = float(np.min(image)), float(np.percentile(image, percentile))
+    return ((np.asarray(image, np.float64) - low) / ((high - low) or 1.0)).astype(np.float32)
+
+
+def size_groups(rows: list[dict], edges_ml: list[float]) -> dict[str, list[dict]]:
+    """Rows grouped by reference lesion volume: ``< e0 mL``, ``e0–e1 mL``, …, ``> e_last mL`` (lower edge included)."""
+    edges = sorted(float(e) for e in edges_ml)
+    names = [f"< {edges[0]:g} mL"] + [f"{a:g}–{b:g} mL" for a, b in zip(edges, edges[1:])] + [f"> {edges[-1]:g} mL"]
+    groups: dict[str, list[dict]] = {n: [] for n in names}
+    for r in rows:
+        groups[names[int(np.searchsorted(edges, r["volume_ref_ml"], side="right"))]].append(r)
+    return groups
+
+
 def fmt_metric(x: float | None, digits: int = 3) -> str:
     """A summary value for a Markdown table: fixed digits, or "–" where no case gave one."""
     return "–" if x is None else f"{x:.{digits}f}"
@@ -69,6 +88,8 @@ def evaluate(
     image_key: str | None = None,
     margin_mm: float = 10.0,
     folds: list[int] | None = None,
+    reference_percentile: float | None = None,
+    size_groups_ml: list[float] | None = None,
 ) -> dict:
     """Score every case of ``split`` in datalist ``ref`` (only those of ``folds`` when given); returns the
     summary (also written to ``out``)."""
@@ -92,11 +113,14 @@ def evaluate(
                 raise InputError(p_path, f"prediction is not on the reference grid: {diff}")
             row = {"case_id": cid, **segmentation_metrics(p_vol.data, ref_vol.data, ref_vol.zooms)}
             if image_pred is not None:
+                if image_key not in e:
+                    raise InputError(ref, f"case {cid} has no '{image_key}' to compare the synthesized image with")
                 img_ref = load_nifti(e[image_key], "image")
                 img = load_nifti(find_prediction(Path(image_pred), cid), "image")
                 if img.spatial_shape != img_ref.spatial_shape:
                     raise InputError(img.path, f"shape {img.spatial_shape} differs from {img_ref.path}")
-                row.update(image_quality(img.data, img_ref.data, ref_vol.data.astype(bool), ref_vol.zooms, margin_mm))
+                reference = img_ref.data if reference_percentile is None else scale_to_percentile(img_ref.data, reference_percentile)
+                row.update(image_quality(img.data, reference, ref_vol.data.astype(bool), ref_vol.zooms, margin_mm))
             rows.append(row)
         except (InputError, ValueError) as err:
             failures.append({"case_id": cid, "error": str(err)})
@@ -106,12 +130,20 @@ def evaluate(
     write_csv_atomic(rows, ["case_id", *keys], out / "metrics.csv")
     summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
                "metrics": summarize(rows, keys), "failures": failures}
+    if size_groups_ml:
+        summary["size_groups"] = {name: {"cases": len(group), "metrics": summarize(group, keys)}
+                                  for name, group in size_groups(rows, size_groups_ml).items()}
     write_json_atomic(summary, out / "summary.json")
     lines = [f"# Evaluation of {pred}", "", f"{len(rows)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; distances in mm, volumes in mL.", "",
              "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
     for k in keys:
         s = summary["metrics"][k]
         lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
+    for name, group in summary.get("size_groups", {}).items():
+        lines += ["", f"## Reference lesion {name} ({group['cases']} cases)", "", "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
+        for k in ("dice", "precision", "recall", "hd", "assd", "rve", *keys[len(METRICS):]):
+            s = group["metrics"][k]
+            lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
     write_text_atomic("\n".join(lines) + "\n", out / "report.md")

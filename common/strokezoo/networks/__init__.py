@@ -3,8 +3,10 @@
 from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
 from .fold_ensemble import FoldEnsemble, write_fold_ensemble
+from .pseudo_dwi_slnet import ContextEncoder, PseudoDWISLNet
 from .residual_unet3d import AsymmetricResidualUNet
+from .slnet import SLNet, xavier_init
 from .tfa_transformer import TFATransformer
 from .tfa_unet import TFAUNet, unet_inputs
 
-__all__ = ["AsymmetricResidualUNet", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble", "TFATransformer", "TFAUNet", "unet_inputs", "write_fold_ensemble"]
+__all__ = ["AsymmetricResidualUNet", "ContextEncoder", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble", "PseudoDWISLNet", "SLNet", "TFATransformer", "TFAUNet", "unet_inputs", "write_fold_ensemble", "xavier_init"]

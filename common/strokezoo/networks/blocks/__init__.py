@@ -5,5 +5,6 @@ from .cross_attention import CrossAttentionGate
 from .deep_supervision import DeepSupervisionHead
 from .encoder import UNetEncoder, conv_block
 from .linformer import LinformerLayer, LinformerSelfAttention
+from .switchable_norm import SwitchableNorm
 
-__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "LinformerLayer", "LinformerSelfAttention", "UNetEncoder", "conv_block"]
+__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "LinformerLayer", "LinformerSelfAttention", "SwitchableNorm", "UNetEncoder", "conv_block"]

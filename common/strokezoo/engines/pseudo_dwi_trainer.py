@@ -1,0 +1,61 @@
+"""The trainer of Wang et al., MedIA 2020 (Sec. 3.4): three networks and three losses in one step.
+
+MONAI's ``SupervisedTrainer`` with two changes: the batch brings the targets of all three losses (the label,
+the DWI and the weight map A) and the reference DWI goes into the forward pass, so that the context encoder Φ_c
+runs inside the (possibly distributed) network; and the loss terms L_s, L_g, L_e of each step are added to the
+engine output for the log. ``parts`` selects what learns: all three end-to-end (the paper), or one network at
+a time for the sequential variant DWI^{o,l,h}(s) of Table 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.engines import SupervisedTrainer
+from monai.utils import CommonKeys
+
+from ..networks.pseudo_dwi_slnet import PARTS
+
+__all__ = ["PseudoDWITrainer", "PseudoDWIBatch"]
+
+
+class PseudoDWIBatch:
+    """``prepare_batch`` of :class:`PseudoDWITrainer`: ``(image, {label, dwi, weight}, (), {"reference": dwi})`` on the device."""
+
+    def __init__(self, image_key: str = CommonKeys.IMAGE, target_keys: Sequence[str] = ("label", "dwi", "weight"), reference_key: str = "dwi") -> None:
+        self.image_key, self.target_keys, self.reference_key = image_key, tuple(target_keys), reference_key
+
+    def __call__(self, batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs):
+        def move(t):
+            return torch.as_tensor(t).to(device=device, non_blocking=non_blocking, **kwargs)
+
+        missing = [k for k in (self.image_key, *self.target_keys) if k not in batchdata]
+        if missing:
+            raise KeyError(f"the training batch lacks {missing} (the pseudo-DWI trainer needs the image, the label, the DWI and the weight map)")
+        targets = {k: move(batchdata[k]) for k in self.target_keys}
+        return move(batchdata[self.image_key]), targets, (), {"reference": targets[self.reference_key]}
+
+
+class PseudoDWITrainer(SupervisedTrainer):
+    """``SupervisedTrainer`` for :class:`~strokezoo.networks.PseudoDWISLNet` and :class:`~strokezoo.losses.PseudoDWILoss`.
+
+    Args:
+        parts: the networks that learn; sets the network's ``trained_parts`` and the loss's ``parts``.
+        All other arguments are ``SupervisedTrainer``'s; ``prepare_batch`` defaults to :class:`PseudoDWIBatch`.
+    """
+
+    def __init__(self, *args, parts: Sequence[str] = PARTS, **kwargs) -> None:
+        kwargs.setdefault("prepare_batch", PseudoDWIBatch())
+        kwargs.setdefault("optim_set_to_none", True)  # networks outside `parts` get no gradient and no update
+        super().__init__(*args, **kwargs)
+        parts = tuple(parts)
+        getattr(self.network, "module", self.network).trained_parts = parts
+        self.loss_function.parts = parts
+
+    def _iteration(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
+        output = super()._iteration(engine, batchdata)
+        output.update(engine.loss_function.terms)
+        pred = output[CommonKeys.PRED]
+        output[CommonKeys.PRED] = pred["logits"].detach()
+        return output

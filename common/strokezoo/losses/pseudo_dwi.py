@@ -1,0 +1,101 @@
+"""The losses of Wang et al., MedIA 2020: pseudo-DWI synthesis L_g (Eqs. 6–8), lesion segmentation L_s
+(Eqs. 11–14) and the end-to-end objective L = L_s + α L_g + β L_e (Eq. 15).
+
+Norms are divided by their element count so that no term's scale depends on the slice size: ℓ_l is
+``||A·(I − I_d)||_2 / sqrt(N)`` and ℓ_h is ``||Φ_c(I) − Φ_c(I_d)||_1 / 16``, each per slice and averaged over the
+batch (the paper does not say how it reduces them; the minimisers are the same). The generalized Dice of Eq. 14
+is MONAI's ``GeneralizedDiceLoss`` (weights ``1/(Σ Y_c)^2``, both classes, sums over the whole batch; a class
+absent from the batch takes the largest finite weight, MONAI's rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from monai.losses import GeneralizedDiceLoss
+from torch import nn
+from torch.nn import functional as F
+
+from ..networks.pseudo_dwi_slnet import PARTS
+
+__all__ = ["synthesis_loss", "weighted_cross_entropy", "HardnessAwareGeneralizedDiceLoss", "SegmentationLoss", "PseudoDWILoss"]
+
+
+def synthesis_loss(image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, context: torch.Tensor,
+                   context_reference: torch.Tensor, gamma: float = 1.2) -> torch.Tensor:
+    """L_g(I, I_d) = ℓ_l + γ ℓ_h (Eqs. 6–8) of images ``(B, 1, H, W)`` with weight map A and their Φ_c codes ``(B, K)``."""
+    pixel = (weight * (image - reference)).flatten(1).pow(2).mean(1).sqrt()
+    contextual = (context - context_reference).abs().mean(1)
+    return (pixel + gamma * contextual).mean()
+
+
+def weighted_cross_entropy(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L_WCE (Eq. 12): ``Σ_i A_i CE_i / Σ_i A_i`` over every pixel of the batch; ``label`` holds class indices ``(B, 1, …)``."""
+    ce = F.cross_entropy(logits, label[:, 0].long(), reduction="none")
+    w = weight[:, 0]
+    return (w * ce).sum() / w.sum().clamp_min(1e-12)
+
+
+class HardnessAwareGeneralizedDiceLoss(nn.Module):
+    """L_HGD = −log(1 − L_GD) (Eq. 13), L_GD the generalized Dice of Eq. 14 on softmax probabilities."""
+
+    def __init__(self, smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.generalized_dice = GeneralizedDiceLoss(include_background=True, to_onehot_y=True, softmax=True, batch=True,
+                                                    smooth_nr=smooth, smooth_dr=smooth)
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        gd = self.generalized_dice(logits, label)
+        return -torch.log((1.0 - gd).clamp_min(1e-6))
+
+
+class SegmentationLoss(nn.Module):
+    """L_s = L_WCE(P, Y, A) + L_HGD(P, Y) (Eq. 11), with ``weighted=False`` the ``L_CE + L_HGD`` row of Table 4."""
+
+    def __init__(self, weighted: bool = True) -> None:
+        super().__init__()
+        self.weighted = weighted
+        self.hgd = HardnessAwareGeneralizedDiceLoss()
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        w = weight if self.weighted else torch.ones_like(weight)
+        return weighted_cross_entropy(logits, label, w) + self.hgd(logits, label)
+
+
+class PseudoDWILoss(nn.Module):
+    """L = L_s + α L_g(I_g, I_d) + β L_e(F_h, I_d) (Eq. 15), restricted to the terms of the networks that learn.
+
+    ``forward(pred, target)``: ``pred`` is :class:`~strokezoo.networks.PseudoDWISLNet`'s training output (a dict
+    with ``logits``, ``pseudo_dwi``, ``features``, ``context``); ``target`` a dict with ``label`` (class
+    indices), ``dwi`` (I_d) and ``weight`` (A, Eq. 9). The last terms are kept in :attr:`terms` for logging.
+
+    Args:
+        alpha, beta, gamma: Eq. 15 and Eq. 6 (the paper: 1.0, 1.0, 1.2).
+        parts: the networks being trained (:data:`~strokezoo.networks.pseudo_dwi_slnet.PARTS`): the segmenter
+            brings L_s, the generator α L_g, the extractor β L_e. All three end-to-end.
+        weighted_cross_entropy: A in the cross-entropy (Eq. 12); ``False`` gives Table 4's ``L_CE + L_HGD``.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.2, parts: Iterable[str] = PARTS,
+                 weighted_cross_entropy: bool = True) -> None:
+        super().__init__()
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.parts = tuple(parts)
+        if not self.parts or set(self.parts) - set(PARTS):
+            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts}")
+        self.segmentation = SegmentationLoss(weighted_cross_entropy)
+        self.terms: dict[str, float] = {}
+
+    def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        label, dwi, weight = target["label"], target["dwi"], target["weight"]
+        g_code, f_code, d_code = pred["context"]
+        terms = {}
+        if "segmenter" in self.parts:
+            terms["loss_s"] = self.segmentation(pred["logits"], label, weight)
+        if "generator" in self.parts:
+            terms["loss_g"] = self.alpha * synthesis_loss(pred["pseudo_dwi"], dwi, weight, g_code, d_code, self.gamma)
+        if "extractor" in self.parts:
+            terms["loss_e"] = self.beta * synthesis_loss(pred["features"], dwi, weight, f_code, d_code, self.gamma)
+        self.terms = {k: float(v.detach()) for k, v in terms.items()}
+        return torch.stack(list(terms.values())).sum()
