@@ -28,7 +28,7 @@ from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "hold_out_patients", "ensure_datalist"]
+__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "require_key", "hold_out_patients", "ensure_datalist"]
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
@@ -200,6 +200,15 @@ def select_entries(
         entries = [e for e in entries if e.get("fold") not in set(exclude_folds)]
     if not entries:
         raise InputError(ref, f"no '{split}' entry is left for folds={folds} exclude_folds={exclude_folds}")
+    return entries
+
+
+def require_key(entries: list[dict], key: str, source: str | os.PathLike) -> list[dict]:
+    """``entries`` unchanged when every one has ``key``; otherwise an error naming the datalist ``source`` and the
+    cases without it (a bundle whose training needs that modality, e.g. the DWI target of a pseudo-DWI generator)."""
+    missing = [e.get("case_id", "?") for e in entries if key not in e]
+    if missing:
+        raise InputError(source, f"training needs '{key}' for every case; {len(missing)} case(s) have none: {missing[:10]}")
     return entries
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.engines import SupervisedTrainer
+from monai.engines import IterationEvents, SupervisedTrainer
 from monai.utils import CommonKeys
 
 from ..networks.pseudo_dwi_slnet import PARTS
@@ -53,9 +53,10 @@ class PseudoDWITrainer(SupervisedTrainer):
         getattr(self.network, "module", self.network).trained_parts = parts
         self.loss_function.parts = parts
 
-    def _iteration(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
-        output = super()._iteration(engine, batchdata)
-        output.update(engine.loss_function.terms)
-        pred = output[CommonKeys.PRED]
-        output[CommonKeys.PRED] = pred["logits"].detach()
-        return output
+        self.add_event_handler(IterationEvents.LOSS_COMPLETED, self._record_terms)
+
+    @staticmethod
+    def _record_terms(engine: PseudoDWITrainer) -> None:
+        """After the loss: its terms into the output, and the segmenter's logits as the output's prediction."""
+        engine.state.output.update(engine.loss_function.terms)
+        engine.state.output[CommonKeys.PRED] = engine.state.output[CommonKeys.PRED]["logits"].detach()

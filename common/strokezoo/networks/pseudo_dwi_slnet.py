@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["ContextEncoder", "PseudoDWISLNet", "PARTS"]
 
@@ -57,6 +58,8 @@ class PseudoDWISLNet(nn.Module):
         segmenter: Φ_s, 1 → 2 channels.
         context_encoder: Φ_c, 1 channel → vector.
         maps: number of perfusion maps in front of the input (4: CBF, CBV, MTT, Tmax).
+        divisor: slices are zero-padded to a multiple of this (2^4 for U-Nets of five levels) and the outputs
+            cropped back, so any slice size works.
         trained_parts: the networks that learn (all of :data:`PARTS` end-to-end); the others run without
             gradients and in eval mode. Φ_c learns whenever the extractor or the generator does (Sec. 3.4).
     """
@@ -68,11 +71,12 @@ class PseudoDWISLNet(nn.Module):
         segmenter: nn.Module,
         context_encoder: nn.Module,
         maps: int = 4,
+        divisor: int = 16,
         trained_parts: Iterable[str] = PARTS,
     ) -> None:
         super().__init__()
         self.extractor, self.generator, self.segmenter, self.context_encoder = extractor, generator, segmenter, context_encoder
-        self.maps = maps
+        self.maps, self.divisor = maps, divisor
         self.trained_parts = tuple(trained_parts)
 
     @property
@@ -107,6 +111,16 @@ class PseudoDWISLNet(nn.Module):
         return net(x)
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+        size = x.shape[2:]
+        pad = [p for s in reversed(size) for p in (0, -s % self.divisor)]
+        if any(pad):
+            x = F.pad(x, pad)
+            reference = None if reference is None else F.pad(reference, pad)
+        crop = (slice(None), slice(None), *(slice(0, s) for s in size))
+        out = self._forward(x, reference)
+        return out[crop] if reference is None else {k: v if k == "context" else v[crop] for k, v in out.items()}
+
+    def _forward(self, x: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor | dict[str, torch.Tensor]:
         maps_mip, frames = x[:, : self.maps + 1], x[:, self.maps + 1 :]
         features = self._run("extractor", frames)
         pseudo_dwi = self._run("generator", torch.cat([maps_mip, features], 1))
