@@ -38,9 +38,13 @@ def weighted_cross_entropy(logits: torch.Tensor, label: torch.Tensor, weight: to
 
 
 class HardnessAwareGeneralizedDiceLoss(nn.Module):
-    """L_HGD = −log(1 − L_GD) (Eq. 13), L_GD the generalized Dice of Eq. 14 on softmax probabilities."""
+    """L_HGD = −log(1 − L_GD) (Eq. 13), L_GD the generalized Dice of Eq. 14 on softmax probabilities.
 
-    def __init__(self, smooth: float = 1e-5) -> None:
+    With weights 1/(Σ Y_c)^2 the weighted sums are of order 1/(voxel count), about 3e-6 for a batch of five 256×256
+    slices, so MONAI's default smoothing (1e-5) would outweigh them; 1e-10 only guards against 0/0.
+    """
+
+    def __init__(self, smooth: float = 1e-10) -> None:
         super().__init__()
         self.generalized_dice = GeneralizedDiceLoss(include_background=True, to_onehot_y=True, softmax=True, batch=True,
                                                     smooth_nr=smooth, smooth_dr=smooth)
