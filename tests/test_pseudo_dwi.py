@@ -151,8 +151,8 @@ def test_weighted_cross_entropy_and_synthesis_loss_by_hand():
     assert float(weighted_cross_entropy(logits, label, weight)) == pytest.approx(float((weight * ce).sum() / weight.sum()), rel=1e-5)
     image, reference = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
     code, code_ref = torch.randn(2, 16), torch.randn(2, 16)
-    expected = np.mean([np.sqrt(((weight[i] * (image[i] - reference[i])) ** 2).sum().item() / 16)
-                        + 1.2 * (code[i] - code_ref[i]).abs().sum().item() / 16 for i in range(2)])
+    expected = np.mean([np.sqrt(((weight[i] * (image[i] - reference[i])) ** 2).sum().item())
+                        + 1.2 * (code[i] - code_ref[i]).abs().sum().item() for i in range(2)])
     assert float(synthesis_loss(image, reference, weight, code, code_ref, gamma=1.2)) == pytest.approx(expected, rel=1e-5)
 
 

@@ -1,9 +1,12 @@
 """The losses of Wang et al., MedIA 2020: pseudo-DWI synthesis L_g (Eqs. 6–8), lesion segmentation L_s
 (Eqs. 11–14) and the end-to-end objective L = L_s + α L_g + β L_e (Eq. 15).
 
-Norms are divided by their element count so that no term's scale depends on the slice size: ℓ_l is
-``||A·(I − I_d)||_2 / sqrt(N)`` and ℓ_h is ``||Φ_c(I) − Φ_c(I_d)||_1 / 16``, each per slice and averaged over the
-batch (the paper does not say how it reduces them; the minimisers are the same). The generalized Dice of Eq. 14
+The norms are taken as written, per slice, and averaged over the batch (the paper does not say how it reduces
+them): ℓ_l = ``||A·(I − I_d)||_2`` over the slice's pixels and ℓ_h = ``||Φ_c(I) − Φ_c(I_d)||_1`` over the 16-vector.
+ℓ_l therefore grows with the slice size (about 25 for a 256×256 slice with a residual of 0.1), and it outweighs
+L_s in the gradient that reaches the generator: the pseudo-DWI stays an image of the DWI rather than becoming
+whatever feature map suits the segmenter. (A mean-normalised ℓ_l was tried first: on the synthetic cohort the
+segmentation term then took over and the "pseudo-DWI" fell below an untrained generator's PSNR.) The generalized Dice of Eq. 14
 is MONAI's ``GeneralizedDiceLoss`` (weights ``1/(Σ Y_c)^2``, both classes, sums over the whole batch; a class
 absent from the batch takes the largest finite weight, MONAI's rule).
 """
@@ -25,8 +28,8 @@ __all__ = ["synthesis_loss", "weighted_cross_entropy", "HardnessAwareGeneralized
 def synthesis_loss(image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, context: torch.Tensor,
                    context_reference: torch.Tensor, gamma: float = 1.2) -> torch.Tensor:
     """L_g(I, I_d) = ℓ_l + γ ℓ_h (Eqs. 6–8) of images ``(B, 1, H, W)`` with weight map A and their Φ_c codes ``(B, K)``."""
-    pixel = (weight * (image - reference)).flatten(1).pow(2).mean(1).sqrt()
-    contextual = (context - context_reference).abs().mean(1)
+    pixel = (weight * (image - reference)).flatten(1).norm(p=2, dim=1)
+    contextual = (context - context_reference).abs().sum(1)
     return (pixel + gamma * contextual).mean()
 
 
