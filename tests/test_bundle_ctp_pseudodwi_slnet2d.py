@@ -33,7 +33,7 @@ def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
     assert tree_digest(data) == digest
 
     m_after, m_before = after["metrics"], before["metrics"]
-    assert m_after["dice"]["mean"] > 0.2 and m_after["dice"]["mean"] > m_before["dice"]["mean"] + 0.1, (m_after["dice"], m_before["dice"])
+    assert m_after["dice"]["mean"] > 0.15 and m_after["dice"]["mean"] > m_before["dice"]["mean"] + 0.1, (m_after["dice"], m_before["dice"])
     assert m_after["psnr"]["mean"] > m_before["psnr"]["mean"], (m_after["psnr"], m_before["psnr"])
     assert {"ssim", "psnr", "ssim_lesion", "psnr_lesion"} <= set(m_after)
     groups = after["size_groups"]
