@@ -156,9 +156,10 @@ def _write_isles2018(subject: Subject, rng, out: Path, n: int, scale: float, uid
     _vsd(case, p, "CT_Tmax", uid + 5, ctp.tmax, grid.affine, np.float64)
     if not testing:
         _vsd(case, p, "OT", uid + 6, _binary(scene.core), grid.affine, np.uint8)
-        # the follow-up DWI, registered onto the CTP slab (training cases only, as in the release); drawn last so
-        # that the CTP images above do not depend on it
-        _, dwi, _ = diffusion(scene, subject, "acute", rng, skull_stripped=True)
+        # the follow-up DWI, registered onto the CTP slab (training cases only, as in the release); its noise comes
+        # from a child of the case's seed sequence, so that the CTP images of this and the next slab do not change
+        dwi_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        _, dwi, _ = diffusion(scene, subject, "acute", dwi_rng, skull_stripped=True)
         _vsd(case, p, "MR_DWI", uid + 7, dwi * 1000, grid.affine, np.int16)
     return _summary(f"test_case_{n}" if testing else f"case_{n}", None, scene, scene.core, testing=testing)
 
