@@ -46,6 +46,9 @@ def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
         for name, dtype in ((f"{e['case_id']}.nii.gz", np.uint8), (f"pseudo_dwi/{e['case_id']}.nii.gz", np.float32)):
             out = nib.load(tmp_path / "trained" / name)
             assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4) and out.get_data_dtype() == dtype, name
+        mask = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}.nii.gz").dataobj)
+        prob = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}_prob.nii.gz").dataobj)  # --save_probabilities True
+        assert 0.0 <= prob.min() and prob.max() <= 1.0 and np.array_equal(prob > 0.5, mask > 0)
 
     # sequential variant, second stage: from the end-to-end checkpoint, one epoch of the generator alone
     stage = tmp_path / "sequential"
