@@ -102,6 +102,7 @@ def untrained_checkpoint(bundle: str, path: Path, config: str = "train.json") ->
     from monai.bundle import ConfigWorkflow
 
     torch.manual_seed(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     wf = ConfigWorkflow(config_file=config_files(bundle, config), workflow_type="train", bundle_root=str(path.parent), **cpu_overrides(bundle))
     torch.save(wf.parser.get_parsed_content("network_def").state_dict(), path)
     return path

@@ -156,9 +156,31 @@ def demo(out: str = "demo_output", cases: int = 8, epochs: int = 40) -> None:
     print(run_demo(out, cases, epochs=epochs))
 
 
+def export(bundle: str, out: str = "dist", weights: str | None = None, url: str = "") -> None:
+    """Write a bundle as one standalone zip, OUT/<name>_v<version>.zip, that runs without strokezoo installed.
+
+    The zip's top level is the bundle folder, with the shared library vendored as scripts/strokezoo, the
+    weights as models/model.pt (--weights PATH, default the bundle's own models/model.pt if any) and
+    large_files.yml (sha256 of every large file; --url is where models/model.pt will be published, see
+    docs/weights.md). Run it from the unpacked folder:
+    python -m monai.bundle run --config_file configs/inference.json --dataset_dir DATA
+
+    Example:
+        strokezoo export stroke_mri_crossattention_unet2d --out dist --weights runs/fold0/model.pt
+    """
+    from .export import export_bundle
+
+    try:
+        path = export_bundle(bundle, out, weights, url)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(path)
+
+
 def main() -> None:
     try:
-        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo}, name="strokezoo")
+        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo, "export": export}, name="strokezoo")
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,142 @@
+"""``strokezoo export`` and the weights path: every bundle exports to one zip with the library vendored and its
+weights hashed; an exported bundle runs its inference where strokezoo is not installed; ``large_files.yml``,
+``monai.bundle.download --url`` and ``monai.bundle.load`` work against a local HTTP server, and a corrupted file
+is refused by its hash."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+import torch
+
+from strokezoo.demo import BUNDLES, bundles_dir, cpu_overrides
+from strokezoo.export import export_bundle, sha256
+
+from conftest import tree_digest, untrained_checkpoint
+
+#: An interpreter that sees the packages of this environment (monai, torch, itk, nibabel, ignite, fire, ...) but not
+#: strokezoo: without ``site``, the editable install's .pth file is not read.
+BARE = {**os.environ, "PYTHONPATH": site.getsitepackages()[0], "OMP_NUM_THREADS": "1"}
+
+
+def bare_python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-S", *args], cwd=cwd, env=BARE, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A static HTTP server on 127.0.0.1 over a fresh folder: (folder, base URL)."""
+    root = tmp_path_factory.mktemp("served")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_the_check_environment_has_no_strokezoo(tmp_path):
+    assert bare_python("-c", "import monai, torch, itk, nibabel, ignite, fire", cwd=tmp_path).returncode == 0
+    r = bare_python("-c", "import strokezoo", cwd=tmp_path)
+    assert r.returncode != 0 and "No module named 'strokezoo'" in r.stderr
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_every_bundle_exports_with_its_library_weights_and_hashes(bundle, tmp_path):
+    weights = untrained_checkpoint(bundle, tmp_path / "w" / "model.pt", BUNDLES[bundle].stages[-1])
+    source = bundles_dir() / bundle
+    digest = tree_digest(source)
+    path = export_bundle(bundle, tmp_path / "dist", weights=weights, url="https://example.org/model.pt")
+    assert tree_digest(source) == digest  # the bundle folder is only read
+    version = json.loads((source / "configs" / "metadata.json").read_text())["version"]
+    assert path.name == f"{bundle}_v{version}.zip" and not [p for p in path.parent.iterdir() if p != path]
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        assert {n.split("/")[0] for n in names} == {bundle}
+        assert f"{bundle}/scripts/__init__.py" in names and f"{bundle}/scripts/strokezoo/networks/__init__.py" in names
+        assert f"{bundle}/configs/inference.json" in names and not any("/datalist.json" in n or "__pycache__" in n for n in names)
+        imports = json.loads(z.read(f"{bundle}/configs/inference.json"))["imports"]
+        assert imports.index("$import scripts") == imports.index("$import strokezoo") - 1
+        assert z.read(f"{bundle}/models/model.pt") == weights.read_bytes()
+        large = z.read(f"{bundle}/large_files.yml").decode()
+    assert f'hash_val: "{sha256(weights)}"' in large and 'url: "https://example.org/model.pt"' in large
+    assert (source / "large_files.yml").is_file()  # every bundle in the repository has one too
+
+
+def test_export_refuses_a_checkpoint_that_is_not_a_state_dict(tmp_path):
+    bad = tmp_path / "model.pt"
+    torch.save({"model": torch.nn.Linear(2, 2)}, bad)
+    with pytest.raises(ValueError, match="model.pt: not a checkpoint that loads with weights_only=True"):
+        export_bundle("stroke_mri_crossattention_unet2d", tmp_path / "dist", weights=bad)
+    assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir())
+
+
+BUNDLE = "stroke_mri_crossattention_unet2d"
+
+
+def test_exported_bundle_runs_inference_without_strokezoo(cohort, tmp_path):
+    weights = untrained_checkpoint(BUNDLE, tmp_path / "w" / "model.pt")
+    with zipfile.ZipFile(export_bundle(BUNDLE, tmp_path / "dist", weights=weights)) as z:
+        z.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked" / BUNDLE
+    data = tmp_path / "data"
+    shutil.copytree(cohort(BUNDLES[BUNDLE].layout)[0], data)
+    digest = tree_digest(data)
+    cmd = ["-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
+           "--datalist", str(tmp_path / "datalist.json"), "--datalist_split", "training", "--output_dir", str(tmp_path / "out")]
+    for k, v in {**cpu_overrides(BUNDLE), "num_workers": 0}.items():
+        cmd += [f"--{k}", json.dumps(v)]
+    r = bare_python(*cmd, cwd=folder)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert tree_digest(data) == digest
+    entries = json.loads((tmp_path / "datalist.json").read_text())["training"]
+    for e in entries:
+        mask = nib.load(tmp_path / "out" / f"{e['case_id']}.nii.gz")
+        assert mask.shape == nib.load(e["label"]).shape
+
+
+def test_weights_download_by_hash_and_bundle_download_and_load(server, tmp_path):
+    served, base = server
+    weights = untrained_checkpoint(BUNDLE, served / "model.pt")
+    # large_files.yml -> python -m monai.bundle download_large_files
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "large_files.yml").write_text(f'large_files:\n  - path: "models/model.pt"\n    url: "{base}/model.pt"\n'
+                                            f'    hash_val: "{sha256(weights)}"\n    hash_type: "sha256"\n')
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(bundle)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (bundle / "models" / "model.pt").read_bytes() == weights.read_bytes()
+    # a corrupted file on the server is refused by its hash
+    corrupted = tmp_path / "corrupted"
+    corrupted.mkdir()
+    (corrupted / "large_files.yml").write_text((bundle / "large_files.yml").read_text().replace("/model.pt\"", "/broken.pt\""))
+    (served / "broken.pt").write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(corrupted)], capture_output=True, text=True)
+    assert r.returncode != 0 and "hash" in r.stderr.lower()
+    assert not (corrupted / "models" / "model.pt").exists()
+
+    # the exported zip -> monai.bundle.download --url -> monai.bundle.load returns the network with its weights
+    export_bundle(BUNDLE, served, weights=weights)
+    zip_name = next(p.name for p in served.glob("*.zip"))
+    downloads = tmp_path / "downloads"
+    r = subprocess.run([sys.executable, "-m", "monai.bundle", "download", "--name", BUNDLE, "--bundle_dir", str(downloads),
+                        "--url", f"{base}/{zip_name}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    override = {"features": cpu_overrides(BUNDLE)["features"]}
+    script = (f"import json, torch; from monai.bundle import load\n"
+              f"net = load({BUNDLE!r}, bundle_dir={str(downloads)!r}, workflow_type='inference', device='cpu', net_override={override!r})\n"
+              f"ref = torch.load({str(weights)!r}, weights_only=True)\n"
+              f"print(all(torch.equal(v, ref[k]) for k, v in net.state_dict().items()), len(ref) == len(net.state_dict()))")
+    r = bare_python("-c", script, cwd=downloads / BUNDLE)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-2:] == ["True", "True"]
