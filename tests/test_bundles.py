@@ -87,3 +87,23 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
         state = torch.load(checkpoint, weights_only=True)
         assert not any(k.startswith("module.") for k in state)  # saved without the DDP wrapper
     assert any((root / "models").rglob("model.pt"))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_every_runnable_config_warns_on_version_drift(bundle, caplog):
+    """Each config with an ``initialize`` list checks the running MONAI/PyTorch against the metadata's pins."""
+    from strokezoo.versions import warn_on_version_drift
+
+    meta = json.loads((configs(bundle) / "metadata.json").read_text())
+    for f in configs(bundle).glob("*.json"):
+        init = json.loads(f.read_text()).get("initialize")
+        if isinstance(init, list):
+            assert "$strokezoo.versions.warn_on_version_drift(@_meta_)" in init, f.name
+    with caplog.at_level("WARNING", logger="strokezoo.versions"):
+        import monai
+
+        running = {**meta, "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0]}
+        assert warn_on_version_drift(running) is None  # a local build tag (+cpu, +cu126) is the same release
+        message = warn_on_version_drift({**meta, "monai_version": "0.9.0", "pytorch_version": "1.13.1"})
+    assert "MONAI" in message and "tested: 0.9.0" in message and "PyTorch" in message and "tested: 1.13.1" in message
+    assert [r.getMessage() for r in caplog.records] == [message]
