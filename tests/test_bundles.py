@@ -15,6 +15,8 @@ from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 from strokezoo.data.datalist import build_datalist
 from strokezoo.demo import BUNDLES, config_files, cpu_overrides
 
+from conftest import untrained_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -107,3 +109,35 @@ def test_every_runnable_config_warns_on_version_drift(bundle, caplog):
         message = warn_on_version_drift({**meta, "monai_version": "0.9.0", "pytorch_version": "1.13.1"})
     assert "MONAI" in message and "tested: 0.9.0" in message and "PyTorch" in message and "tested: 1.13.1" in message
     assert [r.getMessage() for r in caplog.records] == [message]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_finetune_starts_from_the_trained_weights_with_a_lower_learning_rate(bundle, tmp_path, cohort):
+    """``finetune.json`` over the bundle's (last) training config: the network starts from ``finetune_from``, the
+    learning rate and the epochs are a tenth of the training config's, and the new checkpoint goes elsewhere."""
+    data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
+    stage = BUNDLES[bundle].stages[-1]
+    finetune = json.loads((configs(bundle) / "finetune.json").read_text())
+    cpu = {k: v for k, v in cpu_overrides(bundle).items() if k not in finetune}
+    common = dict(workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **folds, **{**cpu, "num_workers": 0})
+    plain = ConfigWorkflow(config_file=str(configs(bundle) / stage), **common)
+    wf = ConfigWorkflow(config_file=[str(configs(bundle) / stage), str(configs(bundle) / "finetune.json")], **common)
+    start = Path(wf.parser.get_parsed_content("finetune_from"))
+    start.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(1)
+    trained = wf.parser.get_parsed_content("network_def")
+    with torch.no_grad():  # in place: some networks (DynUNet) reach one module under two names
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    weights = trained.state_dict()
+    torch.save(weights, start)
+    if "transformer_path" in wf.parser:  # a later stage: the earlier stage's checkpoint must exist too
+        untrained_checkpoint(bundle, Path(wf.parser.get_parsed_content("transformer_path")), BUNDLES[bundle].stages[0])
+    wf.initialize()
+    assert not wf.check_properties()
+    net = wf.parser.get_parsed_content("network")
+    assert all(torch.equal(v.cpu(), weights[k]) for k, v in net.state_dict().items())
+    lr = wf.parser.get_parsed_content("optimizer").defaults["lr"]
+    plain_lr = plain.parser.get_parsed_content("optimizer").defaults["lr"]
+    assert lr == pytest.approx(plain_lr / 10) and wf.parser.get_parsed_content("epochs") * 10 == plain.parser.get_parsed_content("epochs")
+    assert Path(wf.parser.get_parsed_content("ckpt_dir")) != start.parent
