@@ -141,3 +141,61 @@ def test_finetune_starts_from_the_trained_weights_with_a_lower_learning_rate(bun
     plain_lr = plain.parser.get_parsed_content("optimizer").defaults["lr"]
     assert lr == pytest.approx(plain_lr / 10) and wf.parser.get_parsed_content("epochs") * 10 == plain.parser.get_parsed_content("epochs")
     assert Path(wf.parser.get_parsed_content("ckpt_dir")) != start.parent
+
+
+def reoriented(path: Path, how: str) -> None:
+    """Rewrite one NIfTI in place (a test copy): ``lps`` reverses the first two voxel axes and their affine columns
+    (the same image stored LPS instead of RAS), ``oblique`` turns the affine 20° about z (same voxels)."""
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(path), mmap=False)  # the file is rewritten below
+    data, affine = img.get_fdata(dtype=np.float32).copy(), img.affine.copy()
+    if how == "lps":
+        flip = np.eye(4)
+        for ax in (0, 1):
+            flip[ax, ax], flip[ax, 3] = -1.0, data.shape[ax] - 1
+        data, affine = data[::-1, ::-1].copy(), affine @ flip
+    else:
+        a = np.deg2rad(20.0)
+        turn = np.array([[np.cos(a), -np.sin(a), 0, 0], [np.sin(a), np.cos(a), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        affine = turn @ affine
+    header = img.header.copy()
+    header.set_qform(affine, 1)
+    header.set_sform(affine, 1)
+    nib.save(nib.Nifti1Image(data, affine, header), str(path))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_predictions_stay_on_an_lps_or_oblique_input_grid(bundle, tmp_path, cohort):
+    """Inference on an LPS-stored case and an obliquely oriented one: each mask on its input's own grid and affine."""
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    source, _ = cohort(BUNDLES[bundle].layout)
+    data = tmp_path / "data"
+    shutil.copytree(source, data)
+    entries = build_datalist(data, tmp_path / "first.json", layout=BUNDLES[bundle].layout, folds=3)["training"][:2]
+    for entry, how in zip(entries, ("lps", "oblique")):
+        for v in entry.values():
+            if isinstance(v, str) and v.endswith((".nii", ".nii.gz")):
+                reoriented(Path(v), how)
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout=BUNDLES[bundle].layout, folds=3)
+    checkpoint = tmp_path / "models" / "model.pt"
+    untrained_checkpoint(bundle, checkpoint, "inference.json")
+    wf = ConfigWorkflow(config_file=config_files(bundle, "inference.json"), workflow_type="infer", bundle_root=str(tmp_path), dataset_dir=str(data),
+                        datalist=str(datalist), datalist_split="training", output_dir=str(tmp_path / "out"), ckpt_path=str(checkpoint),
+                        **{**cpu_overrides(bundle), "num_workers": 0, "dataset#data": [e for e in json.loads(datalist.read_text())["training"]
+                                                                                       if e["case_id"] in {x["case_id"] for x in entries}]})
+    wf.initialize()
+    wf.run()
+    for entry, how in zip(entries, ("lps", "oblique")):
+        ref = nib.load(entry["label"])
+        outs = sorted((tmp_path / "out").glob(f"{entry['case_id']}*.nii.gz"))
+        assert outs, (how, entry["case_id"])
+        for out in outs:
+            img = nib.load(str(out))
+            assert img.shape == ref.shape and np.allclose(img.affine, ref.affine, atol=1e-4), (how, out.name)
