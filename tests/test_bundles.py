@@ -41,13 +41,17 @@ def small_training_setup(bundle: str, cohort, tmp_path: Path) -> tuple[Path, Pat
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-@pytest.mark.parametrize("kind", ["train", "inference"])
+@pytest.mark.parametrize("kind", ["train", "inference", "evaluate"])
 def test_check_properties(bundle, kind, tmp_path, cohort):
-    """The first training stage (later stages need its checkpoint: their bundle tests check them after training) and
-    inference, on a 3-case cohort; see :func:`small_training_setup` for the folds."""
+    """The first training stage (later stages need its checkpoint: their bundle tests check them after training),
+    inference, and evaluation (evaluate.json over inference.json), on a 3-case cohort; see
+    :func:`small_training_setup` for the folds."""
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
-    config = BUNDLES[bundle].stages[0] if kind == "train" else "inference.json"
-    wf = ConfigWorkflow(config_file=str(configs(bundle) / config), workflow_type=kind, meta_file=str(configs(bundle) / "metadata.json"),
+    config = {"train": [str(configs(bundle) / BUNDLES[bundle].stages[0])], "inference": [str(configs(bundle) / "inference.json")],
+              "evaluate": [str(configs(bundle) / "inference.json"), str(configs(bundle) / "evaluate.json")]}[kind]
+    if kind == "evaluate":  # it scores the cases of `fold`: a non-empty one
+        folds = {**folds, "fold": folds["val_fold"]}
+    wf = ConfigWorkflow(config_file=config, workflow_type="train" if kind == "train" else "inference", meta_file=str(configs(bundle) / "metadata.json"),
                         logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
                         datalist=str(datalist), datalist_split="training", **folds,
                         **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})})
