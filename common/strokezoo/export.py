@@ -64,7 +64,7 @@ def _check_state_dict(weights: Path) -> None:
         raise ValueError(f"{weights}: not a plain state dict (name -> tensor); export the network's state_dict()")
 
 
-def _vendored_config(text: str, name: str) -> str:
+def _vendored_config(text: str) -> str:
     config = json.loads(text)
     imports = config.get("imports")
     if isinstance(imports, list) and "$import strokezoo" in imports:
@@ -112,7 +112,7 @@ def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike = "dist", we
                 if not f.is_file() or rel.parts[0] in _SKIP or "__pycache__" in rel.parts:
                     continue
                 if rel.parts[0] == "configs" and f.suffix == ".json":
-                    z.writestr(f"{name}/{rel.as_posix()}", _vendored_config(f.read_text(), name))
+                    z.writestr(f"{name}/{rel.as_posix()}", _vendored_config(f.read_text()))
                 else:
                     z.write(f, f"{name}/{rel.as_posix()}")
             z.writestr(f"{name}/scripts/__init__.py", _SCRIPTS_INIT)
