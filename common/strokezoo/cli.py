@@ -178,9 +178,36 @@ def export(bundle: str, out: str = "dist", weights: str | None = None, url: str 
     print(path)
 
 
+def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
+    """Stack each case's modalities into one multi-channel NIfTI, OUT/<case>.nii.gz, in BUNDLE's input order.
+
+    A stacked study is what MONAI Label hands a bundle (one image per request); every bundle's inference reads
+    it as well as the per-modality files (docs/monailabel.md). ROOT is a release folder or one case's folder;
+    BUNDLE a bundle name or folder. Every modality must lie on the case's grid. Cases that fail are listed at
+    the end and the exit status is 1; the others are written.
+
+    Example:
+        strokezoo stack /data/ISLES2017 --bundle stroke_mri_crossattention_unet2d --out studies/
+    """
+    from .data.nifti import InputError
+    from .data.stacked import stack_cases
+    from .export import inference_keys
+
+    try:
+        keys = inference_keys(bundle)
+        written, failures = stack_cases(root, keys, out, layout)
+    except (InputError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"stacked {len(written)} cases ({', '.join(keys)}) -> {out}")
+    if failures:
+        print(f"{len(failures)} cases failed:", *failures, sep="\n  ", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def main() -> None:
     try:
-        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo, "export": export}, name="strokezoo")
+        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo, "export": export, "stack": stack}, name="strokezoo")
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,74 @@
+"""Load a case's modalities from their own files or from one stacked study (see :mod:`strokezoo.data.stacked`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+
+from monai.config import KeysCollection
+from monai.transforms import LoadImage, MapTransform
+
+from ..data.nifti import InputError
+from ..data.stacked import channel_slices, stacked_keys
+
+__all__ = ["LoadModalitiesd"]
+
+
+def _stem(path: str | os.PathLike) -> str:
+    name = os.path.basename(os.fspath(path))
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class LoadModalitiesd(MapTransform):
+    """Fill ``keys`` with channel-first images, from per-modality files or from one stacked study.
+
+    * Per-modality input (a datalist entry): every key holds a path; each is loaded as
+      ``LoadImaged(keys, image_only=True, ensure_channel_first=True)`` would, so the two paths are
+      interchangeable.
+    * Stacked input (MONAI Label's single image, or ``{"image": "study.nii.gz"}``): ``stacked_key`` holds the
+      path of a multi-channel NIfTI whose channels follow ``keys``; each key gets its channels (a 3D modality
+      one, a series its frames) as a view of the loaded stack, with the stack's affine. A stack whose header
+      names other keys is refused. ``name_key`` (the case id the bundles name their outputs by) defaults to
+      the file name without ``.nii.gz``.
+
+    This is not a ``LoadImaged`` subclass on purpose: MONAI Label wraps those to read ``keys`` directly.
+
+    Args:
+        keys: the modality keys, in the bundle's channel order.
+        stacked_key: key of a stacked study's path.
+        name_key: key of the case id.
+        dtype: voxel dtype after loading.
+    """
+
+    def __init__(self, keys: KeysCollection, stacked_key: str = "image", name_key: str = "case_id", dtype=None, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.stacked_key = stacked_key
+        self.name_key = name_key
+        kwargs = {} if dtype is None else {"dtype": dtype}
+        self.loader = LoadImage(image_only=True, ensure_channel_first=True, **kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        present = [k for k in self.keys if k in d]
+        if present and (len(present) == len(self.keys) or self.allow_missing_keys):
+            for k in present:
+                d[k] = self.loader(d[k])
+            return d
+        path = d.get(self.stacked_key)
+        if not isinstance(path, (str, os.PathLike)):
+            missing = [k for k in self.keys if k not in d]
+            raise KeyError(f"{d.get(self.name_key, 'case')}: needs a file for each of {', '.join(self.keys)} "
+                           f"(missing: {', '.join(missing)}) or one stacked NIfTI under '{self.stacked_key}'")
+        recorded = stacked_keys(path)
+        if recorded is not None and recorded != list(self.keys):
+            raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(self.keys)} (run `strokezoo stack` for it)")
+        stack = self.loader(path)
+        if stack.ndim != 4:
+            raise InputError(path, f"expected a stacked study (x, y, z, channel), loaded shape {tuple(stack.shape[1:])}")
+        for k, channels in channel_slices(list(self.keys), stack.shape[0], path).items():
+            d[k] = stack[channels]
+        d.setdefault(self.name_key, _stem(path))
+        return d
