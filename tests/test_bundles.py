@@ -133,6 +133,35 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
     assert len(events) == 2 * len(BUNDLES[bundle].stages), events
 
 
+def test_a_training_run_shows_a_progress_bar_and_logs_to_tensorboard_and_mlflow(tmp_path, cohort):
+    """One process, two epochs (every bundle's tracking under DDP: the multi-GPU test): tqdm's bar on stderr, the
+    loss of every iteration and the validation metric of every epoch in MLflow's store and in TensorBoard's events."""
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    bundle = "stroke_mri_crossattention_unet2d"
+    data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
+    root = tmp_path / "bundle"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs(bundle) / "train.json"), "--meta_file", str(configs(bundle) / "metadata.json"),
+           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", "2", "--val_interval", "1", "--tracking", "mlflow"]
+    for k, v in {**folds, **cpu_overrides(bundle)}.items():
+        cmd += [f"--{k}", json.dumps(v)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Epoch [1/2]" in r.stderr and "Epoch [2/2]" in r.stderr  # ignite's ProgressBar
+    client = MlflowClient(path_to_sqlite_uri(str(root / "eval" / "mlruns.db")))
+    (run,) = client.search_runs([client.get_experiment_by_name(bundle).experiment_id])
+    iterations = len(client.get_metric_history(run.info.run_id, "train_loss"))
+    assert iterations >= 2 and len(client.get_metric_history(run.info.run_id, "val_mean_dice")) == 2
+    scalars = {}
+    for f in (root / "eval" / "tensorboard").glob("events.out.tfevents.*"):
+        events = EventAccumulator(str(f))
+        events.Reload()
+        scalars.update({tag: len(events.Scalars(tag)) for tag in events.Tags()["scalars"]})
+    assert scalars.get("train_loss") == iterations and scalars.get("val_mean_dice") == 2, scalars
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_every_runnable_config_warns_on_version_drift(bundle, caplog):
     """Each config with an ``initialize`` list checks the running MONAI/PyTorch against the metadata's pins."""
