@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_output
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-monailabel venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist worksteal -q tests
+
+# MONAI Label serving every exported bundle (integration/test_monailabel.py; docs/monailabel.md). Not part of
+# `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision...) take several GB, installed in their
+# own environment, which has no strokezoo (the exported bundles run on their vendored copy).
+MONAILABEL_VENV := .venv-monailabel
+
+$(MONAILABEL_VENV)/.installed: integration/monailabel-constraints.txt
+	$(PYTHON) -m venv $(MONAILABEL_VENV)
+	$(MONAILABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MONAILABEL_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(MONAILABEL_VENV)/bin/python -m pip install --quiet -c integration/monailabel-constraints.txt "$(TORCH_SPEC)" "monailabel==0.8.5"
+	touch $@
+
+test-monailabel: $(VENV)/.installed $(MONAILABEL_VENV)/.installed
+	MONAILABEL=$(MONAILABEL_VENV)/bin/monailabel $(PY) -m pytest -q -p no:cacheprovider integration/test_monailabel.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
