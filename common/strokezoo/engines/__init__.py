@@ -2,5 +2,6 @@
 
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
+from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
 
-__all__ = ["L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer"]
+__all__ = ["L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer", "ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]

@@ -1,0 +1,131 @@
+"""Checkpoints that survive a kill: the best network, and everything a run needs to go on, both written atomically.
+
+MONAI's ``CheckpointSaver`` writes in place (``atomic=False``), so a kill during a save leaves a truncated
+``model.pt``, and it keeps nothing a resumed run needs. Here every file is written to a temporary name in its
+folder and renamed over the old one:
+
+* :class:`SaveBestNetwork` (on the validator): the network's plain state dict whenever the validator's key
+  metric reaches a new best (``best_metric_epoch``, compared with the validator's ``metric_cmp_fn``);
+* :class:`ResumeCheckpoint` (on the trainer): after the epoch's validation and learning-rate step, the network,
+  the optimiser, the scheduler, the AMP scaler, the epoch and iteration counters and the validator's best
+  metric and its epoch. With ``resume=True`` a run that finds the file starts after that epoch, so a kill costs
+  at most one epoch's work, and ``model.pt`` is replaced only by an epoch better than the best before the kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+
+from ..data.atomic import atomic_path
+
+__all__ = ["ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
+
+logger = logging.getLogger(__name__)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` through a temporary file in the same folder, renamed over ``path`` when complete."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+class SaveBestNetwork:
+    """Save ``network``'s state dict to ``path`` (rank 0 only, atomically) after each validation that sets a new best.
+
+    Attach it to the validator (``validate#handlers``).
+    """
+
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module) -> None:
+        self.path = Path(path)
+        self.network = network
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.best_metric_epoch == engine.state.epoch and _rank() == 0:
+            save_atomically(getattr(self.network, "module", self.network).state_dict(), self.path)
+            logger.info(f"{self.path}: best {engine.state.key_metric_name} so far, {engine.state.best_metric:.4f} at epoch {engine.state.epoch}")
+
+
+class ResumeCheckpoint:
+    """Save the training state at every ``EPOCH_COMPLETED`` (rank 0 only) and, with ``resume``, load it at ``STARTED``.
+
+    Attach it after the validation and learning-rate handlers (last in ``train#handlers``), so that the state it
+    saves includes the epoch's validation and scheduler step.
+
+    Args:
+        path: the state file (``<ckpt_dir>/last.pt``).
+        network: the network (a ``DistributedDataParallel`` wrapper is unwrapped).
+        optimizer: its optimiser.
+        lr_scheduler: its learning-rate scheduler, if any.
+        validator: the evaluator whose ``best_metric``/``best_metric_epoch`` to keep, if any.
+        resume: load ``path`` when the run starts, if it exists.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any | None = None,
+        validator: Engine | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.network = getattr(network, "module", network)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.validator = validator
+        self.resume = bool(resume)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def state_dict(self, engine: Engine) -> dict:
+        state: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration,
+                                 "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        if getattr(engine, "scaler", None) is not None:
+            state["scaler"] = engine.scaler.state_dict()
+        if self.validator is not None:
+            state["best_metric"] = float(self.validator.state.best_metric)
+            state["best_metric_epoch"] = int(self.validator.state.best_metric_epoch)
+        return state
+
+    def save(self, engine: Engine) -> None:
+        if _rank() == 0:
+            save_atomically(self.state_dict(engine), self.path)
+
+    def load(self, engine: Engine) -> None:
+        if not self.resume:
+            return
+        if not self.path.is_file():
+            logger.info(f"{self.path}: no training state to resume from; starting at epoch 1")
+            return
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None and "lr_scheduler" in state:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if getattr(engine, "scaler", None) is not None and "scaler" in state:
+            engine.scaler.load_state_dict(state["scaler"])
+        if self.validator is not None and "best_metric" in state:
+            self.validator.state.best_metric = state["best_metric"]
+            self.validator.state.best_metric_epoch = state["best_metric_epoch"]
+        engine.state.epoch, engine.state.iteration = int(state["epoch"]), int(state["iteration"])
+        logger.info(f"{self.path}: resumed after epoch {engine.state.epoch} of {engine.state.max_epochs}")
