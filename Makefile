@@ -24,15 +24,15 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist worksteal -q tests
 
 # MONAI Label serving every exported bundle (integration/test_monailabel.py; docs/monailabel.md). Not part of
-# `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision...) take several GB, installed in their
-# own environment, which has no strokezoo (the exported bundles run on their vendored copy).
+# `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision and the CUDA build of PyTorch it matches:
+# PyPI has no CPU torchvision) take about 8 GB, installed in their own environment, which has no strokezoo (the
+# exported bundles run on their vendored copy).
 MONAILABEL_VENV := .venv-monailabel
 
 $(MONAILABEL_VENV)/.installed: integration/monailabel-constraints.txt
 	$(PYTHON) -m venv $(MONAILABEL_VENV)
 	$(MONAILABEL_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MONAILABEL_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(MONAILABEL_VENV)/bin/python -m pip install --quiet -c integration/monailabel-constraints.txt "$(TORCH_SPEC)" "monailabel==0.8.5"
+	$(MONAILABEL_VENV)/bin/python -m pip install --quiet -c integration/monailabel-constraints.txt "monailabel==0.8.5"
 	touch $@
 
 test-monailabel: $(VENV)/.installed $(MONAILABEL_VENV)/.installed
