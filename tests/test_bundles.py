@@ -272,40 +272,6 @@ def test_predictions_stay_on_an_lps_or_oblique_input_grid(bundle, tmp_path, coho
             assert img.shape == ref.shape and np.allclose(img.affine, ref.affine, atol=1e-4), (how, out.name)
 
 
-@pytest.mark.parametrize("bundle", BUNDLES)
-def test_a_stacked_study_gives_the_outputs_of_its_modality_files(bundle, tmp_path, cohort):
-    """Inference on one case given as its datalist entry and as the stacked study ``strokezoo stack`` writes (the
-    single image MONAI Label sends): the same files, the same masks, probabilities within float rounding."""
-    import nibabel as nib
-    import numpy as np
-
-    from strokezoo.data.stacked import stack_case
-    from strokezoo.export import inference_keys
-
-    data, datalist, _ = small_training_setup(bundle, cohort, tmp_path)
-    entry = json.loads(datalist.read_text())["training"][0]
-    keys = inference_keys(REPO / "bundles" / bundle)
-    study = stack_case({k: entry[k] for k in keys}, keys, tmp_path / "studies" / f"{entry['case_id']}.nii.gz")
-    checkpoint = untrained_checkpoint(bundle, tmp_path / "models" / "model.pt", "inference.json")
-    outputs = {}
-    for how, item in (("files", entry), ("stacked", {"image": str(study)})):
-        wf = ConfigWorkflow(config_file=config_files(bundle, "inference.json"), workflow_type="infer", bundle_root=str(tmp_path), dataset_dir=str(data),
-                            datalist=str(datalist), output_dir=str(tmp_path / how), ckpt_path=str(checkpoint), save_probabilities=True, save_tfa=True,
-                            **{**cpu_overrides(bundle), "num_workers": 0, "dataset#data": [item]})
-        wf.initialize()
-        wf.run()
-        outputs[how] = {p.relative_to(tmp_path / how): nib.load(str(p)) for p in sorted((tmp_path / how).rglob("*.nii.gz"))}
-    assert list(outputs["files"]) == list(outputs["stacked"])
-    assert any(a.get_data_dtype() == np.uint8 for a in outputs["files"].values()) and any(a.get_data_dtype() == np.float32 for a in outputs["files"].values())
-    for name, a in outputs["files"].items():
-        b = outputs["stacked"][name]
-        assert np.array_equal(a.affine, b.affine) and a.get_data_dtype() == b.get_data_dtype(), name
-        if a.get_data_dtype() == np.uint8:
-            assert np.array_equal(a.get_fdata(), b.get_fdata()), name
-        else:
-            assert np.allclose(a.get_fdata(), b.get_fdata(), atol=1e-5), name
-
-
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_torchscript_export_matches_eager(bundle, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["atomic", "datalist", "folds", "layouts", "nifti", "slices", "synth"]
+__all__ = ["atomic", "checks", "datalist", "folds", "layouts", "nifti", "slices", "stacked", "synth"]
 
 
 def __getattr__(name: str):

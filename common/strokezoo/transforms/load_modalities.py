@@ -8,6 +8,8 @@ from collections.abc import Hashable, Mapping
 from monai.config import KeysCollection
 from monai.transforms import LoadImage, MapTransform
 
+from ..data.checks import MULTI_VOLUME_KEYS
+from ..data.layouts import SERIES_KEYS
 from ..data.nifti import InputError
 from ..data.stacked import channel_slices, stacked_keys
 
@@ -27,7 +29,8 @@ class LoadModalitiesd(MapTransform):
 
     * Per-modality input (a datalist entry): every key holds a path; each is loaded as
       ``LoadImaged(keys, image_only=True, ensure_channel_first=True)`` would, so the two paths are
-      interchangeable.
+      interchangeable. A series stored 5-D ``(x, y, z, 1, t)`` becomes ``(t, x, y, z)``; a DWI stored as several
+      volumes keeps its last (see :mod:`strokezoo.data.checks`, which checks the files first).
     * Stacked input (MONAI Label's single image, or ``{"image": "study.nii.gz"}``): ``stacked_key`` holds the
       path of a multi-channel NIfTI whose channels follow ``keys``; each key gets its channels (a 3D modality
       one, a series its frames) as a view of the loaded stack, with the stack's affine. A stack whose header
@@ -50,12 +53,20 @@ class LoadModalitiesd(MapTransform):
         kwargs = {} if dtype is None else {"dtype": dtype}
         self.loader = LoadImage(image_only=True, ensure_channel_first=True, **kwargs)
 
+    def _one(self, key: str, path: str | os.PathLike):
+        image = self.loader(path)
+        if key in SERIES_KEYS and image.ndim == 5 and image.shape[-1] == 1:  # (t, x, y, z, 1) from an (x, y, z, 1, t) file
+            image = image[..., 0]
+        if key in MULTI_VOLUME_KEYS and image.shape[0] > 1:  # b0 ... b1000: the last volume
+            image = image[-1:]
+        return image
+
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         present = [k for k in self.keys if k in d]
         if present and (len(present) == len(self.keys) or self.allow_missing_keys):
             for k in present:
-                d[k] = self.loader(d[k])
+                d[k] = self._one(k, d[k])
             return d
         path = d.get(self.stacked_key)
         if not isinstance(path, (str, os.PathLike)):

@@ -1,0 +1,139 @@
+"""Check a batch of cases before a bundle runs on it: usable cases go on, the others are listed at the end.
+
+Every bundle's inference (and evaluation) reads its cases through :class:`InputCheck`. Each file is opened
+with :func:`~strokezoo.data.nifti.load_nifti`, so a zero-byte, truncated or non-NIfTI file, NaN/Inf or
+all-zero voxels, a 2D image, a header that claims an absurd shape, a series with too few frames, or a label
+that is not a mask is caught with the file's name and the problem, before any network runs. The
+modalities of a case must share its grid: a difference within ``grid_atol_mm`` (a rounding error in a header)
+is accepted with a warning, a larger one (a real shift, another spacing or shape) refuses the case.
+
+Handled rather than refused (and said so in the log): a series stored 5-D ``(x, y, z, 1, t)`` is read as 4D;
+a DWI stored as two or more volumes (b0 and b1000) is read as its last volume (the highest b-value, by the
+convention of the ISLES releases and scanners' exports).
+
+One bad case does not stop the batch: :attr:`InputCheck.usable` holds the rest, and :meth:`InputCheck.report`
+(a bundle's ``finalize``) raises after the run, listing every refused case, so the run exits non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .layouts import SERIES_KEYS
+from .nifti import InputError, NiftiVolume, load_nifti, same_grid
+from .stacked import channel_slices, stacked_keys
+
+__all__ = ["MULTI_VOLUME_KEYS", "InputCheck", "check_entry", "InputsRefused"]
+
+logger = logging.getLogger(__name__)
+
+#: Modalities that may arrive as several volumes, of which the last is used.
+MULTI_VOLUME_KEYS = frozenset({"dwi"})
+#: Affine differences (mm) below this are float rounding, not worth a warning.
+_ROUNDING_MM = 1e-5
+
+
+class InputsRefused(RuntimeError):
+    """Raised at the end of a run that refused some of its cases; the message lists them."""
+
+
+def _load(path: str, key: str, min_frames: int) -> NiftiVolume:
+    if key in SERIES_KEYS:
+        return load_nifti(path, "series", min_frames=min_frames)
+    if key.startswith("label"):
+        return load_nifti(path, "label")
+    try:
+        return load_nifti(path, "image")
+    except InputError as e:
+        if key not in MULTI_VOLUME_KEYS or "found a series" not in e.problem:
+            raise
+    volume = load_nifti(path, "series")
+    logger.warning(f"{path}: {key} stored as {volume.data.shape[3]} volumes; the last one (highest b-value) is used")
+    return volume
+
+
+def check_entry(entry: dict, keys: Sequence[str], stacked_key: str = "image", min_frames: int = 2, grid_atol_mm: float = 1e-3) -> list[str]:
+    """Problems of one case (empty when usable): every file of ``keys`` (or the stacked study under ``stacked_key``)
+    opened and checked, and all of them on one grid. Warnings (rounding differences, multi-volume DWI) are logged."""
+    present = [k for k in keys if k in entry]
+    if not present and isinstance(entry.get(stacked_key), (str, os.PathLike)):
+        path = str(entry[stacked_key])
+        try:
+            recorded = stacked_keys(path) if Path(path).is_file() and Path(path).stat().st_size else None
+        except Exception:  # noqa: BLE001 - unreadable: load_nifti below says why
+            recorded = None
+        series = [k for k in keys if k in SERIES_KEYS]
+        try:
+            if recorded is not None and recorded != list(keys):
+                raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(keys)}")
+            stack = load_nifti(path, "series" if (len(keys) > 1 or series) else "image", min_frames=1)
+            n = stack.data.shape[3] if stack.data.ndim == 4 else 1
+            slices = channel_slices(list(keys), n, path)
+            if series and slices[series[0]].stop - slices[series[0]].start < min_frames:
+                raise InputError(path, f"the {series[0]} series has {slices[series[0]].stop - slices[series[0]].start} frames, at least {min_frames} are needed")
+        except (InputError, ValueError) as e:
+            return [str(e)]
+        return []
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        return [f"{entry.get('case_id', 'case')}: no file for {', '.join(missing)}"]
+    problems, volumes = [], {}
+    for k in keys:
+        try:
+            volumes[k] = _load(str(entry[k]), k, min_frames)
+        except InputError as e:
+            problems.append(str(e))
+    if problems or not volumes:
+        return problems
+    first_key = next(iter(volumes))
+    first = volumes[first_key]
+    for k, v in volumes.items():
+        if k == first_key:
+            continue
+        diff = same_grid(v, first, grid_atol_mm)
+        if diff:
+            problems.append(f"{v.path}: {diff}")
+        elif (d := float(np.abs(v.affine - first.affine).max())) > _ROUNDING_MM:
+            logger.warning(f"{v.path}: affine differs from that of {first.path} by {d:.2g} mm (within {grid_atol_mm} mm: read on its grid)")
+    return problems
+
+
+class InputCheck:
+    """The cases of a run, checked (:func:`check_entry`) before it starts.
+
+    Args:
+        entries: datalist entries (per-modality paths) or ``{"image": stacked study}`` items.
+        keys: the modality (and, for evaluation, label) keys the bundle loads.
+        output_dir: where the run writes; refused when it lies inside ``input_root``.
+        input_root: the dataset folder, which nothing may be written into.
+        min_frames: fewest frames a series may have.
+        grid_atol_mm: affine tolerance between a case's files.
+    """
+
+    def __init__(self, entries: Sequence[dict], keys: Sequence[str], output_dir: str | os.PathLike | None = None, input_root: str | os.PathLike | None = None,
+                 stacked_key: str = "image", min_frames: int = 2, grid_atol_mm: float = 1e-3) -> None:
+        if output_dir is not None and input_root is not None:
+            out, root = Path(output_dir).resolve(), Path(input_root).resolve()
+            if root.is_dir() and out.is_relative_to(root):
+                raise InputError(out, f"output folder is inside the input folder {root}; nothing may be written there")
+        self.usable: list[dict] = []
+        self.failures: list[str] = []
+        for entry in entries:
+            problems = check_entry(entry, list(keys), stacked_key, min_frames, grid_atol_mm)
+            if problems:
+                self.failures.append(f"{entry.get('case_id') or entry.get(stacked_key)}: " + "; ".join(problems))
+                logger.error(f"refused {self.failures[-1]}")
+            else:
+                self.usable.append(entry)
+        if self.failures:
+            logger.error(f"{len(self.failures)} of {len(entries)} cases refused; the other {len(self.usable)} go on")
+
+    def report(self) -> None:
+        """Raise :class:`InputsRefused` listing the refused cases, if any (call it when the run is over)."""
+        if self.failures:
+            raise InputsRefused(f"{len(self.failures)} case(s) refused:\n  " + "\n  ".join(self.failures))

@@ -1,0 +1,156 @@
+"""Bad input, everywhere a user hands a bundle a file: one batch per bundle holds a good case, the same case as a
+stacked study (what MONAI Label sends), the cases it must accept with a warning, and one case per kind of bad
+file. The run must write the good and accepted cases (the stacked study's outputs equal the good case's), refuse
+every bad one with its file and problem, exit non-zero listing them, and leave the input tree unchanged.
+(``strokezoo datalist`` and ``strokezoo evaluate`` meet the same files through ``load_nifti``: test_datalist.py,
+test_nifti.py, test_metrics.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from strokezoo.data.checks import InputCheck, check_entry
+from strokezoo.data.datalist import build_datalist
+from strokezoo.data.nifti import InputError
+from strokezoo.data.stacked import stack_case
+from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+from strokezoo.export import inference_keys
+
+from conftest import tree_digest, untrained_checkpoint
+
+
+def _rewrite(src: str, dst: Path, data=None, affine=None) -> str:
+    img = nib.load(src)
+    arr = np.asanyarray(img.dataobj).astype(np.float32) if data is None else data(np.asanyarray(img.dataobj).astype(np.float32))
+    nib.save(nib.Nifti1Image(arr, img.affine if affine is None else affine(img.affine.copy())), str(dst))
+    return str(dst)
+
+
+def _huge_header(src: str, dst: Path) -> str:
+    """A small file whose header claims 30000^3 voxels (a corrupt header, not a scan)."""
+    img = nib.load(src)
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape((30000, 30000, 30000))
+    header["vox_offset"] = 352
+    header.set_sform(img.affine, 1)
+    dst = dst.with_name(dst.name.replace(".nii.gz", ".nii"))
+    dst.write_bytes(header.binaryblock + b"\0" * 4 + np.zeros(64, np.float32).tobytes())
+    return str(dst)
+
+
+def bad_variants(entry: dict, keys: list[str], where: Path) -> tuple[dict[str, tuple[dict, str]], dict[str, dict]]:
+    """``refused`` (name -> (entry, words of the expected message)) and ``accepted`` (name -> entry) variants of ``entry``."""
+    where.mkdir(parents=True)
+    series = next((k for k in keys if k == "ctp"), None)
+    first, last = keys[0], keys[-1]
+    refused, accepted = {}, {}
+
+    def variant(name: str, key: str, make) -> dict:
+        e = {**entry, "case_id": f"{entry['case_id']}-{name}"}
+        suffix = ".nii.gz" if str(entry[key]).endswith(".gz") else ".nii"
+        e[key] = make(str(entry[key]), where / f"{name}_{key}{suffix}")
+        return e
+
+    def write(content: bytes):
+        def make(src, dst):
+            dst.write_bytes(content(src))
+            return str(dst)
+        return make
+
+    refused["zero_byte"] = (variant("zero_byte", first, write(lambda s: b"")), "empty file (0 bytes)")
+    refused["truncated"] = (variant("truncated", first, write(lambda s: Path(s).read_bytes()[: len(Path(s).read_bytes()) // 2])), "")
+    refused["not_nifti"] = (variant("not_nifti", first, write(lambda s: b"GIF89a not an image at all " * 50)), "not a readable NIfTI file")
+    refused["missing_file"] = (variant("missing_file", first, lambda s, d: str(d)), "file does not exist")
+    refused["nan_voxels"] = (variant("nan_voxels", first, lambda s, d: _rewrite(s, d, data=lambda a: np.where(np.indices(a.shape).sum(0) == 3, np.nan, a))), "NaN or Inf")
+    refused["all_zero"] = (variant("all_zero", first, lambda s, d: _rewrite(s, d, data=np.zeros_like)), "all voxels are zero")
+    refused["two_d"] = (variant("two_d", first, lambda s, d: _rewrite(s, d, data=lambda a: a[:, :, 0])), "expected")
+    refused["huge_header"] = (variant("huge_header", first, _huge_header), "implausible shape")
+    if len(keys) > 1:
+        refused["other_shape"] = (variant("other_shape", last, lambda s, d: _rewrite(s, d, data=lambda a: a[:-2])), "shape")
+        shifted = lambda a: a + np.array([[0, 0, 0, 2.0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])  # noqa: E731
+        refused["shifted_affine"] = (variant("shifted_affine", last, lambda s, d: _rewrite(s, d, affine=shifted)), "affine differs")
+        rounding = lambda a: a + 5e-4 * np.eye(4, k=3)[:4]  # noqa: E731 - well within the 1e-3 mm tolerance
+        accepted["rounding_affine"] = variant("rounding_affine", last, lambda s, d: _rewrite(s, d, affine=rounding))
+    if series:
+        refused["one_frame"] = (variant("one_frame", series, lambda s, d: _rewrite(s, d, data=lambda a: a[..., :1])), "series")
+        accepted["five_d_series"] = variant("five_d_series", series, lambda s, d: _rewrite(s, d, data=lambda a: a[:, :, :, None, :]))
+    if "dwi" in keys:
+        accepted["dwi_two_volumes"] = variant("dwi_two_volumes", "dwi", lambda s, d: _rewrite(s, d, data=lambda a: np.stack([a * 0.5 + 1, a], -1)))
+    return refused, accepted
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal(bundle, tmp_path, cohort):
+    source, _ = cohort(BUNDLES[bundle].layout)
+    data = tmp_path / "data"
+    shutil.copytree(source, data)
+    keys = inference_keys(bundle)
+    entries = build_datalist(data, tmp_path / "datalist.json", layout=BUNDLES[bundle].layout, folds=3)["training"]
+    good = entries[0]
+    refused, accepted = bad_variants(good, keys, data / "bad")
+    study = stack_case({k: good[k] for k in keys}, keys, tmp_path / "studies" / f"{good['case_id']}-stacked.nii.gz")
+    accepted["stacked_study"] = {"image": str(study)}  # its outputs are named after the file
+    before = tree_digest(data)
+    checkpoint = untrained_checkpoint(bundle, tmp_path / "models" / "model.pt", "inference.json")
+    out = tmp_path / "out"
+    batch = [good, *accepted.values(), *(e for e, _ in refused.values())]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json")), "--bundle_root", str(tmp_path),
+           "--dataset_dir", str(data), "--datalist", str(tmp_path / "datalist.json"), "--ckpt_path", str(checkpoint), "--output_dir", str(out),
+           "--entries", json.dumps(batch), "--save_probabilities", "True", "--save_tfa", "True"]
+    for k, v in {**cpu_overrides(bundle), "num_workers": 0}.items():
+        cmd += [f"--{k}", json.dumps(v)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    log = r.stdout + r.stderr
+    assert r.returncode != 0, log[-3000:]
+    assert f"{len(refused)} case(s) refused" in log, log[-3000:]
+    for name, (entry, words) in refused.items():
+        line = next((x for x in log.splitlines() if x.strip().startswith(f"{entry['case_id']}:")), None)
+        assert line is not None, (name, log[-3000:])
+        assert words in line, (name, line)
+        assert any(str(v) in line for k, v in entry.items() if k in keys and v != good.get(k)), (name, line)  # names the bad file
+        assert not list(out.rglob(f"{entry['case_id']}*.nii.gz")), name
+    for name, case_id in [("good", good["case_id"]), *((n, e.get("case_id", study.name[: -len(".nii.gz")])) for n, e in accepted.items())]:
+        assert list(out.rglob(f"{case_id}.nii.gz")) or list(out.rglob(f"{case_id}_*.nii.gz")), (name, sorted(p.name for p in out.rglob("*")))
+    # the stacked study gives the good case's outputs: the same masks, probabilities within float rounding
+    outputs = [p for p in out.rglob(f"{good['case_id']}*.nii.gz") if not p.name.startswith(f"{good['case_id']}-")]
+    assert any(nib.load(p).get_data_dtype() == np.uint8 for p in outputs) and any(nib.load(p).get_data_dtype() == np.float32 for p in outputs)
+    for p in outputs:
+        a, b = nib.load(p), nib.load(p.with_name(p.name.replace(good["case_id"], f"{good['case_id']}-stacked", 1)))
+        assert np.array_equal(a.affine, b.affine) and a.get_data_dtype() == b.get_data_dtype(), p.name
+        assert (np.array_equal if a.get_data_dtype() == np.uint8 else lambda x, y: np.allclose(x, y, atol=1e-5))(a.get_fdata(), b.get_fdata()), p.name
+    if "dwi_two_volumes" in accepted:
+        assert "stored as 2 volumes; the last one" in log
+    if "rounding_affine" in accepted:
+        assert "within 0.001 mm: read on its grid" in log
+    assert tree_digest(data) == before  # nothing under the input root changed
+
+
+def test_an_output_folder_inside_the_input_tree_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(InputError, match="output folder is inside the input folder"):
+        InputCheck([], ["adc"], output_dir=tmp_path / "data" / "predictions", input_root=tmp_path / "data")
+    assert not (tmp_path / "data" / "predictions").exists()
+    assert InputCheck([], ["adc"], output_dir=tmp_path / "predictions", input_root=tmp_path / "data").usable == []
+
+
+def test_a_stacked_study_is_checked_like_the_files(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {}
+    for k in ("adc", "dwi"):
+        files[k] = str(tmp_path / f"{k}.nii.gz")
+        nib.save(nib.Nifti1Image(rng.uniform(1, 2, (6, 6, 3)).astype(np.float32), np.eye(4)), files[k])
+    study = stack_case(files, ["adc", "dwi"], tmp_path / "study.nii.gz")
+    assert check_entry({"image": str(study)}, ["adc", "dwi"]) == []
+    assert "is a stack of adc, dwi; this bundle reads dwi, adc" in check_entry({"image": str(study)}, ["dwi", "adc"])[0]
+    nan = np.full((6, 6, 3, 2), np.nan, np.float32)
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), str(tmp_path / "nan.nii.gz"))
+    assert "NaN or Inf" in check_entry({"image": str(tmp_path / "nan.nii.gz")}, ["adc", "dwi"])[0]
