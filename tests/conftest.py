@@ -83,6 +83,22 @@ def trained(tmp_path_factory, cohort12):
     return get
 
 
+#: Seconds the longest tests took in one `make test` run (2 cores), by test function. Only the order of the run
+#: depends on them: started first, they do not leave one worker busy long after the other ran out of tests.
+LONGEST_TESTS_S = {
+    "test_both_stages_beat_untrained_models": 290, "test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble": 270,
+    "test_training_beats_the_untrained_net_on_both_modalities_and_both_raters": 150, "test_multi_gpu_config_runs_two_processes_on_cpu": 60,
+    "test_end_to_end_training_beats_the_untrained_networks": 110, "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid": 90,
+    "test_demo_writes_report": 80, "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal": 25,
+    "test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs": 35,
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Longest tests first (pytest-xdist's worksteal hands each worker a contiguous share and lets it steal)."""
+    items.sort(key=lambda item: -LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread_per_worker():
     """With pytest-xdist, two workers share the two CI cores: more torch threads than cores makes every
