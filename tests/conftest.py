@@ -94,9 +94,21 @@ LONGEST_TESTS_S = {
 }
 
 
-def pytest_collection_modifyitems(items):
-    """Longest tests first (pytest-xdist's worksteal hands each worker a contiguous share and lets it steal)."""
-    items.sort(key=lambda item: -LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0))
+def pytest_collection_modifyitems(config, items):
+    """Share the longest tests out before the run starts: pytest-xdist's worksteal hands each of the ``-n`` workers a
+    contiguous share of the collected tests (then idle workers steal from the end of the others' queues), so the
+    shares are built longest-first onto the least-loaded worker, equal in count, and laid end to end."""
+    workers = int(getattr(config.option, "numprocesses", 0) or 1)
+    seconds = {id(item): LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0) for item in items}
+    ordered = sorted(items, key=lambda item: -seconds[id(item)])
+    shares: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    size = -(-len(items) // workers)
+    for item in ordered:
+        k = min((k for k in range(workers) if len(shares[k]) < size), key=lambda k: load[k])
+        shares[k].append(item)
+        load[k] += seconds[id(item)]
+    items[:] = [item for share in shares for item in share]
 
 
 @pytest.fixture(scope="session", autouse=True)
