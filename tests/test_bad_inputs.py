@@ -160,3 +160,33 @@ def test_a_stacked_study_is_checked_like_the_files(tmp_path):
     nan = np.full((6, 6, 3, 2), np.nan, np.float32)
     nib.save(nib.Nifti1Image(nan, np.eye(4)), str(tmp_path / "nan.nii.gz"))
     assert "NaN or Inf" in check_entry({"image": str(tmp_path / "nan.nii.gz")}, ["adc", "dwi"])[0]
+
+
+def test_evaluate_scores_what_it_can_refuses_a_label_that_is_not_a_mask_and_exits_1(tmp_path, cohort):
+    """``strokezoo evaluate`` over references with a scaled-integer label (binarised, with a warning), an empty label
+    (scored) and a label of three values (refused by name): the others are scored, the exit status is 1."""
+    source, _ = cohort("isles2017")
+    data = tmp_path / "data"
+    shutil.copytree(source, data)
+    entries = build_datalist(data, tmp_path / "datalist.json", layout="isles2017", folds=3)["training"]
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for e in entries:
+        shutil.copy(e["label"], pred / (e["case_id"] + (".nii.gz" if e["label"].endswith(".gz") else ".nii")))
+    scaled, empty, three = entries
+    for entry, values in ((scaled, lambda a: (a > 0).astype(np.uint8) * 255), (empty, np.zeros_like), (three, lambda a: np.where(np.indices(a.shape).sum(0) == 0, 2, a > 0).astype(np.uint8))):
+        img = nib.load(entry["label"])
+        arr = values(np.asanyarray(img.dataobj))
+        if entry is scaled:
+            arr[tuple(s // 2 for s in arr.shape)] = 255  # at least one lesion voxel
+        nib.save(nib.Nifti1Image(arr.astype(np.uint8), img.affine), entry["label"])
+    before = tree_digest(data)
+    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "evaluate", "--pred", str(pred), "--ref", str(tmp_path / "datalist.json"), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert f"cannot evaluate {three['case_id']}: {three['label']}: label is not binary: values [0, 1, 2]" in r.stderr
+    assert f"{scaled['label']}: label stored as {{0, 255}} (scaled integer?); binarised as > 0" in r.stderr
+    scored = {row.split(",")[0] for row in (tmp_path / "out" / "metrics.csv").read_text().splitlines()[1:]}
+    assert scored == {scaled["case_id"], empty["case_id"]}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["failures"][0]["case_id"] == three["case_id"]
+    assert tree_digest(data) == before
