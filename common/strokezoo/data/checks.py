@@ -26,7 +26,7 @@ import numpy as np
 
 from .layouts import SERIES_KEYS
 from .nifti import InputError, NiftiVolume, load_nifti, same_grid
-from .stacked import channel_slices, stacked_keys
+from .stacked import channel_slices, require_stacked_keys
 
 __all__ = ["MULTI_VOLUME_KEYS", "InputCheck", "check_entry", "InputsRefused"]
 
@@ -63,15 +63,10 @@ def check_entry(entry: dict, keys: Sequence[str], stacked_key: str = "image", mi
     present = [k for k in keys if k in entry]
     if not present and isinstance(entry.get(stacked_key), (str, os.PathLike)):
         path = str(entry[stacked_key])
-        try:
-            recorded = stacked_keys(path) if Path(path).is_file() and Path(path).stat().st_size else None
-        except Exception:  # noqa: BLE001 - unreadable: load_nifti below says why
-            recorded = None
         series = [k for k in keys if k in SERIES_KEYS]
         try:
-            if recorded is not None and recorded != list(keys):
-                raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(keys)}")
             stack = load_nifti(path, "series" if (len(keys) > 1 or series) else "image", min_frames=1)
+            require_stacked_keys(path, keys)
             n = stack.data.shape[3] if stack.data.ndim == 4 else 1
             slices = channel_slices(list(keys), n, path)
             if series and slices[series[0]].stop - slices[series[0]].start < min_frames:

@@ -27,7 +27,7 @@ from .atomic import atomic_path
 from .layouts import SERIES_KEYS
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["DESCRIP_PREFIX", "channel_slices", "stacked_keys", "stack_case", "stack_cases"]
+__all__ = ["DESCRIP_PREFIX", "channel_slices", "require_stacked_keys", "stacked_keys", "stack_case", "stack_cases"]
 
 DESCRIP_PREFIX = "strokezoo channels: "
 
@@ -63,6 +63,14 @@ def stacked_keys(path: str | os.PathLike) -> list[str] | None:
     if not descrip.startswith(DESCRIP_PREFIX):
         return None
     return [k.strip() for k in descrip[len(DESCRIP_PREFIX):].split(",") if k.strip()]
+
+
+def require_stacked_keys(path: str | os.PathLike, keys: Sequence[str]) -> None:
+    """Raise :class:`InputError` when the stack at ``path`` records keys other than ``keys`` (a stack made for
+    another bundle); a multi-channel NIfTI without strokezoo's record passes."""
+    recorded = stacked_keys(path)
+    if recorded is not None and recorded != list(keys):
+        raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(keys)} (run `strokezoo stack` for it)")
 
 
 def stack_case(images: Mapping[str, str | os.PathLike], keys: Sequence[str], out: str | os.PathLike, grid_atol_mm: float = 1e-3) -> Path:

@@ -11,7 +11,7 @@ from monai.transforms import LoadImage, MapTransform
 from ..data.checks import MULTI_VOLUME_KEYS
 from ..data.layouts import SERIES_KEYS
 from ..data.nifti import InputError
-from ..data.stacked import channel_slices, stacked_keys
+from ..data.stacked import channel_slices, require_stacked_keys
 
 __all__ = ["LoadModalitiesd"]
 
@@ -73,9 +73,7 @@ class LoadModalitiesd(MapTransform):
             missing = [k for k in self.keys if k not in d]
             raise KeyError(f"{d.get(self.name_key, 'case')}: needs a file for each of {', '.join(self.keys)} "
                            f"(missing: {', '.join(missing)}) or one stacked NIfTI under '{self.stacked_key}'")
-        recorded = stacked_keys(path)
-        if recorded is not None and recorded != list(self.keys):
-            raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(self.keys)} (run `strokezoo stack` for it)")
+        require_stacked_keys(path, self.keys)
         stack = self.loader(path)
         if stack.ndim != 4:
             raise InputError(path, f"expected a stacked study (x, y, z, channel), loaded shape {tuple(stack.shape[1:])}")
