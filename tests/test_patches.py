@@ -61,3 +61,33 @@ def test_lesion_augmentation_moves_image_and_label_together(seed):
             assert s["image"].shape == (2, *PATCH)
             # the bright lesion channel and the label still coincide, whatever operation was drawn
             assert torch.equal(s["image"][1] > 2.0, s["label"][0] > 0)
+
+
+def test_samples_are_transformed_untracked_with_the_same_values_and_tracking_is_restored():
+    """Training samples skip MONAI's metadata bookkeeping (apply_untracked): plain tensors, same numbers."""
+    from monai.data import MetaTensor, get_track_meta
+    from monai.transforms import Compose, RandFlipd, RandRotate90d
+
+    from strokezoo.data.cached_volumes import apply_untracked
+
+    random = [Compose([RandFlipd(["image", "label"], prob=0.5, spatial_axis=0), RandRotate90d(["image", "label"], prob=0.75, max_k=3)])]
+    ds = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0,
+                              lesion_transform=FEASIBLE, transform=random[0])
+    for t in (FEASIBLE, random[0]):
+        t.set_random_state(seed=0)
+    untracked = [ds[i] for i in range(len(ds))]
+    for t in (FEASIBLE, random[0]):
+        t.set_random_state(seed=0)
+    tracked = []
+    for i in range(len(ds)):
+        v, (x, y, z), on_lesion = ds.index[i]
+        s = {k: MetaTensor(ds.volumes[v][k][:, x : x + PATCH[0], y : y + PATCH[1], z : z + PATCH[2]].clone()) for k in ("image", "label")}
+        s = FEASIBLE(s) if on_lesion else s
+        tracked.append(random[0](s))
+    assert get_track_meta()
+    for u, t in zip(untracked, tracked):
+        assert type(u["image"]) is torch.Tensor and isinstance(t["image"], MetaTensor)
+        assert torch.equal(u["image"], t["image"].as_tensor()) and torch.equal(u["label"], t["label"].as_tensor())
+    with pytest.raises(RuntimeError, match="boom"):
+        apply_untracked(lambda s: (_ for _ in ()).throw(RuntimeError("boom")), {})
+    assert get_track_meta()  # restored after a failing transform too

@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from monai.data import get_track_meta, set_track_meta
 
-__all__ = ["cache_volumes"]
+__all__ = ["cache_volumes", "apply_untracked"]
 
 
 def cache_volumes(data: Sequence[dict], volume_transform: Callable, keys: Sequence[str], num_workers: int = 0) -> list[dict]:
@@ -31,3 +32,18 @@ def cache_volumes(data: Sequence[dict], volume_transform: Callable, keys: Sequen
         with ThreadPoolExecutor(num_workers) as pool:
             return list(pool.map(prepare, data))
     return [prepare(e) for e in data]
+
+
+def apply_untracked(transform: Callable, sample: dict) -> dict:
+    """``transform(sample)`` with MONAI's metadata tracking off, then restored.
+
+    Training samples cut from cached volumes are never inverted, and on small samples the ``MetaTensor``
+    bookkeeping costs several times the transforms' own work (a 64×32×32 TFA patch through its six transforms:
+    2.4 ms tracked, 0.7 ms untracked, 2-core CPU), which a GPU step would wait for.
+    """
+    previous = get_track_meta()
+    set_track_meta(False)
+    try:
+        return transform(sample)
+    finally:
+        set_track_meta(previous)

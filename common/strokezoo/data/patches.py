@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from .balanced_patches import balanced_patch_centres
-from .cached_volumes import cache_volumes
+from .cached_volumes import apply_untracked, cache_volumes
 
 __all__ = ["BalancedPatchDataset"]
 
@@ -32,7 +32,8 @@ class BalancedPatchDataset(Dataset):
         patch_size: patch in voxels (paper: 24×24×16).
         num_patches: patches per case (paper: 10,000).
         lesion_transform: random transform of lesion-centred samples (``{key: (C, px, py, pz)}``).
-        transform: random transform of every sample, after ``lesion_transform``.
+        transform: random transform of every sample, after ``lesion_transform``; both run without metadata
+            tracking (:func:`~strokezoo.data.cached_volumes.apply_untracked`).
         keys: the image key and the label key, in that order; the label's first channel > 0 is the lesion.
         brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there); None
             draws them from the whole volume.
@@ -83,5 +84,5 @@ class BalancedPatchDataset(Dataset):
         sample = {k: volume[k][:, x : x + px, y : y + py, z : z + pz].clone() for k in self.keys}
         sample["case_id"] = volume["case_id"]
         if on_lesion and self.lesion_transform is not None:
-            sample = self.lesion_transform(sample)
-        return self.transform(sample) if self.transform is not None else sample
+            sample = apply_untracked(self.lesion_transform, sample)
+        return apply_untracked(self.transform, sample) if self.transform is not None else sample

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from torch.utils.data import Dataset
 
-from .cached_volumes import cache_volumes
+from .cached_volumes import apply_untracked, cache_volumes
 
 __all__ = ["SliceDataset"]
 
@@ -25,7 +25,8 @@ class SliceDataset(Dataset):
         data: datalist entries (dicts of file paths).
         volume_transform: deterministic transform of one entry to channel-first ``(C, H, W, D)`` arrays
             under ``keys`` (run once per volume, cached).
-        transform: random transform of one slice sample ``{key: (C, H, W) tensor}``.
+        transform: random transform of one slice sample ``{key: (C, H, W) tensor}``, run without metadata
+            tracking (:func:`~strokezoo.data.cached_volumes.apply_untracked`).
         keys: keys to slice; other keys are dropped from the samples, except ``case_id``.
         num_workers: threads used to load and pre-process the volumes.
     """
@@ -54,4 +55,4 @@ class SliceDataset(Dataset):
         volume = self.volumes[v]
         sample = {k: volume[k][..., z].clone() for k in self.keys}
         sample["case_id"] = volume["case_id"]
-        return self.transform(sample) if self.transform is not None else sample
+        return apply_untracked(self.transform, sample) if self.transform is not None else sample
