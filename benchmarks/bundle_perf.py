@@ -4,14 +4,20 @@ inference seconds per volume (pre- and post-processing included), and peak memor
 Each measurement runs in a fresh process (so that its peak memory is its own) on a synthetic cohort at the
 release's grid (``scale=1``, written once under ``--data``):
 
-* ``train``: the bundle's training config(s) as shipped (loader, workers, augmentation), one epoch cut to
-  ``--steps`` iterations, validation off. First the real loader, then the same trainer on one of those batches
-  repeated in memory. Step time = (time of the last iteration's end - the first's) / (steps - 1), so that the
-  first iteration (worker start-up, kernel selection) is left out; ratio = real / in-memory (target ≤ 1.1).
+* ``train``: the bundle's training config(s) as shipped (loader, workers, augmentation), one whole epoch (or
+  ``--steps`` iterations), validation off. First the real loader, then the same trainer on one of those batches
+  repeated in memory. Step time = (end of the last iteration - end of the first) / (steps - 1), so that the first
+  iteration (worker start-up, kernel selection) is left out; ratio = real / in-memory (target ≤ 1.1). A whole
+  epoch, because the workers run ahead of the trainer (prefetch): a cut epoch would charge it their head start.
+  Also the loader alone (seconds per batch, worker start-up included, nothing else running); ``--loader-only``
+  measures only that. On a CPU the workers and the network share the cores; on a GPU machine the ratio is about
+  max(1, loader alone / in-memory step).
 * ``infer``: the bundle's ``inference.json`` on ``--cases`` training cases with untrained weights, from the
-  loader to the written masks; s/volume = median over cases of the time between consecutive cases' ends (the first
-  measured from the evaluator's start, after the checkpoint is loaded). ``--amp`` and ``--channels-last`` switch on
-  the config's bf16 autocast and channels-last layout.
+  loader to the written masks. s/volume = time from the evaluator's start (after the checkpoint is loaded) to the
+  last case's end, divided by the cases: the loader's workers pre-process the next cases while the network runs,
+  so a median of per-case intervals would hide a heavy pre-processing. The first case alone is the latency of
+  one study. ``--amp`` and ``--channels-last`` switch on the config's bf16 autocast and channels-last layout
+  (the command line's flags are passed either way: without them, fp32).
 
 Peak memory: the measuring process's peak resident set (``ru_maxrss``; loader workers are processes of their own)
 and, on a GPU, ``torch.cuda.max_memory_allocated``.
@@ -21,7 +27,7 @@ tests and ``make demo`` (``strokezoo.demo.cpu_overrides``, loader workers as shi
 test of the loader.
 
     python benchmarks/bundle_perf.py --what train --size cpu
-    python benchmarks/bundle_perf.py --what train --size paper --loader-only
+    python benchmarks/bundle_perf.py --what train --size paper --loader-only --steps 40
     python benchmarks/bundle_perf.py --what infer --size paper --cases 3 --amp --channels-last
     python benchmarks/bundle_perf.py --what infer --bundles stroke_mri_residual_unet3d --configs fast.json
 """
@@ -32,7 +38,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,7 +175,7 @@ def measure_infer(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
     if len(per_case) != a.cases or not written:
         raise SystemExit(f"{a.bundle}: {len(per_case)} of {a.cases} cases ran, {len(written)} files written")
     return [{"bundle": a.bundle, "what": "infer", "configs": a.configs, "size": a.size, "amp": a.amp, "channels_last": a.channels_last,
-             "cases": a.cases, "input_shape": shapes[0], "s_per_volume": round(statistics.median(per_case), 2),
+             "cases": a.cases, "input_shape": shapes[0], "s_per_volume": round(sum(per_case) / len(per_case), 2), "first_case_s": round(per_case[0], 2),
              "per_case_s": [round(x, 2) for x in per_case], "files_written": len(written), **peak_memory(device)}]
 
 
