@@ -90,7 +90,7 @@ def measure_train(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
 
     device = torch.device(a.device)
     rows = []
-    for stage in BUNDLES[a.bundle].stages:
+    for stage in a.stages or BUNDLES[a.bundle].stages:
         overrides = {**common_overrides(a, out, data, datalist), "epochs": 1, "val_interval": 10**6, "warmup_epochs": 0, "progress_bar": False}
         wf = ConfigWorkflow(config_file=config_files(a.bundle, stage, *a.configs), workflow_type="train", **overrides)
         wf.initialize()
@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="training iterations timed per loader (0: one whole epoch)")
     ap.add_argument("--cases", type=int, default=3, help="cases inferred")
     ap.add_argument("--train-cases", type=int, default=8, help="patients of the training cohort")
+    ap.add_argument("--stages", nargs="*", default=[], help="train: only these training configs (e.g. train_transformer.json)")
     ap.add_argument("--loader-only", action="store_true", help="train: time the loader alone, no training step")
     ap.add_argument("--amp", action="store_true", help="inference: bf16 autocast (config key amp)")
     ap.add_argument("--channels-last", action="store_true", help="inference: channels-last layout (config key channels_last)")

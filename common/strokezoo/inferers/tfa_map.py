@@ -50,6 +50,6 @@ def tfa_map(transformer: TFATransformer, series: torch.Tensor, step: int = 2, ba
         tokens = transformer.embed(padded[i : i + 1], stride=step).reshape(nh * nw, transformer.frames, -1)
         for start in range(0, nh * nw, batch_size):
             logits = transformer.classify(tokens[start : start + batch_size])
-            out[i, start : start + batch_size] = torch.softmax(logits, dim=1)[:, 1]
+            out[i, start : start + batch_size] = torch.softmax(logits.float(), dim=1)[:, 1]  # fp32 under autocast too
     blocks = out.view(b, 1, nh, nw)
     return blocks.repeat_interleave(step, dim=2).repeat_interleave(step, dim=3)[:, :, :h, :w]
