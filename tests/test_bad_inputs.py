@@ -190,3 +190,74 @@ def test_evaluate_scores_what_it_can_refuses_a_label_that_is_not_a_mask_and_exit
     assert scored == {scaled["case_id"], empty["case_id"]}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["failures"][0]["case_id"] == three["case_id"]
     assert tree_digest(data) == before
+
+
+#: every kind of bad file that ``bad_variants`` makes for a two-modality case
+CATALOGUE = ["zero_byte", "truncated", "not_nifti", "missing_file", "nan_voxels", "all_zero", "two_d", "huge_header", "other_shape", "shifted_affine"]
+
+
+def _put_in_place(made: str, target: Path) -> Path:
+    """Replace the dataset file ``target`` by the bad file ``made`` (a ``.nii`` stays ``.nii``); returns its path."""
+    target.unlink()
+    if made.endswith(".nii") and target.name.endswith(".nii.gz"):
+        target = target.with_name(target.name[: -len(".gz")])
+    if Path(made).exists():
+        shutil.copy(made, target)
+    return target
+
+
+@pytest.mark.parametrize("kind", CATALOGUE)
+def test_datalist_refuses_each_kind_of_bad_file_by_name_and_keeps_the_other_cases(kind, cohort, tmp_path):
+    src, _ = cohort("apis")
+    root = tmp_path / "data"
+    shutil.copytree(src, root)
+    good = build_datalist(root, tmp_path / "good.json", layout="apis")
+    entries = good["training"] + good["testing"]
+    victim = entries[0]
+    refused, _ = bad_variants(victim, ["ncct", "adc"], tmp_path / "variants", with_accepted=False)
+    bad, words = refused[kind]
+    key = next(k for k in ("ncct", "adc") if bad[k] != victim[k])
+    placed = _put_in_place(bad[key], Path(victim[key]))
+    before = tree_digest(root)
+    d = build_datalist(root, tmp_path / "dl.json", layout="apis")
+    errors = {f["case_id"]: f["error"] for f in d["failures"]}
+    assert list(errors) == [victim["case_id"]], errors
+    if kind == "missing_file":
+        assert f"'{key}'" in errors[victim["case_id"]] and "missing" in errors[victim["case_id"]]
+    else:
+        assert str(placed) in errors[victim["case_id"]] and words in errors[victim["case_id"]], errors
+    kept = sorted(e["case_id"] for e in d["training"] + d["testing"])
+    assert kept == sorted(e["case_id"] for e in entries[1:])
+    assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("kind", ["zero_byte", "truncated", "not_nifti", "missing_file", "nan_voxels", "two_d", "huge_header", "all_zero"])
+def test_evaluate_refuses_each_kind_of_bad_prediction_by_name_and_scores_the_others(kind, cohort, tmp_path):
+    """Predictions are the references themselves (Dice 1), one replaced by a bad file; an all-zero prediction is a
+    legitimate empty one: scored (Dice 0), not refused."""
+    from strokezoo.metrics.evaluate import evaluate
+
+    src, _ = cohort("apis")
+    dl = tmp_path / "dl.json"
+    entries = build_datalist(src, dl, layout="apis")["training"]
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for e in entries:
+        shutil.copy(e["label"], pred / f"{e['case_id']}.nii.gz")
+    victim = entries[0]
+    target = pred / f"{victim['case_id']}.nii.gz"
+    refused, _ = bad_variants({"case_id": victim["case_id"], "pred": str(target)}, ["pred"], tmp_path / "variants", with_accepted=False)
+    bad, words = refused[kind]
+    placed = _put_in_place(bad["pred"], target)
+    before = tree_digest(src)
+    summary = evaluate(pred, dl, tmp_path / "eval")
+    errors = {f["case_id"]: f["error"] for f in summary["failures"]}
+    if kind == "all_zero":
+        assert errors == {} and summary["cases"] == len(entries)
+        assert summary["metrics"]["dice"]["mean"] == pytest.approx((len(entries) - 1) / len(entries))  # that case's Dice is 0
+    else:
+        assert list(errors) == [victim["case_id"]] and summary["cases"] == len(entries) - 1
+        assert (str(placed) if kind != "missing_file" else "no prediction for this case") in errors[victim["case_id"]]
+        assert words in errors[victim["case_id"]] or kind == "missing_file"
+        assert summary["metrics"]["dice"]["mean"] == pytest.approx(1.0)
+    assert tree_digest(src) == before
