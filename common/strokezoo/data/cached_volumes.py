@@ -39,7 +39,7 @@ def apply_untracked(transform: Callable, sample: dict) -> dict:
 
     Training samples cut from cached volumes are never inverted, and on small samples the ``MetaTensor``
     bookkeeping costs several times the transforms' own work (a 64×32×32 TFA patch through its six transforms:
-    2.4 ms tracked, 0.7 ms untracked, 2-core CPU), which a GPU step would wait for.
+    1.14 ms tracked, 0.27 ms untracked, 2-core CPU; ``benchmarks/pass_speed.py``), which a GPU step would wait for.
     """
     previous = get_track_meta()
     set_track_meta(False)

@@ -78,7 +78,7 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
     # the metric on a fixed random subset of the voxels: 400,000 of them, but no more than 20 % (the thin slabs of
     # ISLES 2018: with 5 % the optimiser drifted off a synthetic slab) and no fewer than 5 % (a SISS volume: 8 M voxels).
     # Against 20 % on a synthetic SISS FLAIR, 5 % gave the same rotation to 1e-4 and translations within 0.004 mm,
-    # in 6.6 s instead of 27.6 s (2-core CPU)
+    # in 5.9 s instead of 14.5 s (2-core CPU; benchmarks/pass_speed.py)
     if sampling is None:
         sampling = float(np.clip(400_000 / np.asarray(image).size, 0.05, 0.2))
     registration.SetMetricSamplingStrategy(itk.ImageRegistrationMethodv4Enums.MetricSamplingStrategy_RANDOM)
