@@ -57,20 +57,110 @@ def test_surface_distances_match_brute_force(seed):
     assert m["recall"] == pytest.approx(inter / ref.sum())
 
 
-def test_lesion_wise_f1_isles22_definition():
-    ref = np.zeros((30, 30, 30), bool)
-    ref[2:5, 2:5, 2:5] = True  # lesion A: hit
-    ref[10:13, 10:13, 10:13] = True  # lesion B: hit, prediction spills outside it
-    ref[20:23, 20:23, 20:23] = True  # lesion C: missed
+def _components_26(mask: np.ndarray) -> list[set]:
+    """26-connected components of ``mask`` as sets of voxel tuples, by breadth-first search (no scipy)."""
+    left = {tuple(int(i) for i in v) for v in np.argwhere(mask)}
+    steps = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)]
+    comps = []
+    while left:
+        seed = left.pop()
+        comp, todo = {seed}, [seed]
+        while todo:
+            x, y, z = todo.pop()
+            for a, b, c in steps:
+                v = (x + a, y + b, z + c)
+                if v in left:
+                    left.remove(v)
+                    comp.add(v)
+                    todo.append(v)
+        comps.append(comp)
+    return comps
+
+
+def _isles22_f1(pred: np.ndarray, ref: np.ndarray) -> tuple[int, int, int, float]:
+    """The challenge's stated definition, written out: a reference component overlapped by any predicted voxel is a
+    TP, one not overlapped a FN, a predicted component overlapping no reference voxel a FP; F1 = TP/(TP+(FP+FN)/2)."""
+    ref_voxels = {tuple(int(i) for i in v) for v in np.argwhere(ref)}
+    pred_voxels = {tuple(int(i) for i in v) for v in np.argwhere(pred)}
+    tp = sum(bool(c & pred_voxels) for c in _components_26(ref))
+    fn = len(_components_26(ref)) - tp
+    fp = sum(not (c & ref_voxels) for c in _components_26(pred))
+    return tp, fp, fn, (1.0 if tp + fp + fn == 0 else tp / (tp + (fp + fn) / 2))
+
+
+def _lesion_cases() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int, int]]]:
+    """Named (pred, ref, expected (TP, FP, FN)) cases of the ISLES'22 definition's corners."""
+    cases = {}
+    ref = np.zeros((24, 24, 12), bool)
+    ref[4:8, 4:8, 3:6] = True
+    pred = np.zeros_like(ref)
+    pred[5:12, 5:7, 4] = True  # found the lesion and spills past it: still one TP, no FP
+    cases["spill past a hit lesion"] = (pred, ref, (1, 0, 0))
+    ref = np.zeros((24, 24, 12), bool)
+    ref[2:5, 2:5, 2:5] = ref[10:13, 2:5, 2:5] = True
+    pred = np.zeros_like(ref)
+    pred[3:12, 3, 3] = True  # one component bridging both lesions: two TPs
+    cases["one prediction bridging two lesions"] = (pred, ref, (2, 0, 0))
+    ref = np.zeros((24, 24, 12), bool)
+    ref[2:14, 2:14, 2:8] = True
+    pred = np.zeros_like(ref)
+    pred[3:5, 3:5, 3:5] = pred[10:12, 10:12, 5:7] = True  # two predictions inside one lesion: one TP
+    cases["two predictions inside one lesion"] = (pred, ref, (1, 0, 0))
+    ref = np.zeros((24, 24, 12), bool)
+    ref[2:5, 2:5, 2:5] = True
+    ref[5:8, 5:8, 5:8] = True  # touches the first only at a corner: one lesion under 26-connectivity
+    ref[15:18, 15:18, 2:4] = True  # missed
+    pred = np.zeros_like(ref)
+    pred[6, 6, 6] = True
+    pred[20:23, 2:4, 8:10] = True  # overlaps nothing: FP
+    pred[10, 10, 10] = pred[11, 11, 11] = True  # corner-touching pair: one FP component
+    cases["lesions touching only at a corner"] = (pred, ref, (1, 2, 1))
+    ref = np.zeros((24, 24, 12), bool)
+    ref[2:5, 2:5, 2:5] = True  # hit, with a spill
+    ref[10:13, 10:13, 6:9] = True  # hit
+    ref[18:21, 18:21, 2:5] = True  # missed
     pred = np.zeros_like(ref)
     pred[3, 3, 3] = True
-    pred[11:16, 11, 11] = True  # touches B and continues beyond: the remainder counts as a false positive
-    pred[25:28, 2:4, 2:4] = True  # pure false positive
-    tp, fp, fn, n_ref, n_pred = lesion_wise_counts(pred, ref)
-    assert (tp, fp, fn, n_ref, n_pred) == (2, 2, 1, 3, 3)
-    m = segmentation_metrics(pred, ref, (1, 1, 1))
-    assert m["lesion_f1"] == pytest.approx(2 / (2 + (2 + 1) / 2))
-    assert m["lesion_count_diff"] == 0.0
+    pred[11:16, 11, 7] = True
+    pred[20:23, 2:4, 8:10] = True  # FP
+    cases["the former test's case (official code: F1 2/3)"] = (pred, ref, (2, 1, 1))
+    return cases
+
+
+@pytest.mark.parametrize("name", list(_lesion_cases()))
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.9, 0.9, 6.5)], ids=["isotropic", "anisotropic"])
+def test_lesion_wise_f1_follows_the_isles22_definition(name, spacing):
+    """ISLES'22's official evaluation (and ISLES'24's, which keeps its definitions): FP = a predicted component that
+    overlaps no reference voxel, so spilling past a found lesion costs nothing. Components are counted on the voxel
+    grid, so spacing changes nothing."""
+    pred, ref, expected = _lesion_cases()[name]
+    tp, fp, fn, f1 = _isles22_f1(pred, ref)
+    assert (tp, fp, fn) == expected
+    got = lesion_wise_counts(pred, ref)
+    assert got[:3] == expected
+    assert got[3:] == (len(_components_26(ref)), len(_components_26(pred)))
+    m = segmentation_metrics(pred, ref, spacing)
+    assert m["lesion_f1"] == pytest.approx(f1)
+    assert m["lesion_count_diff"] == abs(len(_components_26(pred)) - len(_components_26(ref)))
+
+
+def test_lesion_wise_f1_of_a_dilated_self_is_one():
+    """A lesion map scored against itself grown by one voxel: every lesion found, nothing else predicted."""
+    rng = np.random.default_rng(5)
+    ref = ndimage.gaussian_filter(rng.normal(size=(30, 30, 14)), 1.5) > 0.35
+    pred = ndimage.binary_dilation(ref, structure=np.ones((3, 3, 3), bool))
+    assert ndimage.label(ref, np.ones((3, 3, 3)))[1] > 3
+    assert segmentation_metrics(pred, ref, (1.0, 1.0, 3.0))["lesion_f1"] == pytest.approx(_isles22_f1(pred, ref)[3]) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_lesion_wise_counts_match_the_definition_on_random_masks(seed):
+    rng = np.random.default_rng(seed)
+    ref = ndimage.gaussian_filter(rng.normal(size=(20, 20, 10)), 1.2) > 0.4
+    pred = ndimage.gaussian_filter(rng.normal(size=(20, 20, 10)), 1.2) > 0.4
+    tp, fp, fn, f1 = _isles22_f1(pred, ref)
+    assert lesion_wise_counts(pred, ref)[:3] == (tp, fp, fn)
+    assert segmentation_metrics(pred, ref, (1, 1, 1))["lesion_f1"] == pytest.approx(f1)
 
 
 def test_26_connectivity_joins_diagonal_voxels():

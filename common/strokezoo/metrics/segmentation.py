@@ -3,9 +3,11 @@
 Overlap and surface distances are MONAI's (``compute_dice``, ``get_confusion_matrix``,
 ``compute_hausdorff_distance``, ``compute_average_surface_distance``) with the voxel spacing passed in,
 so distances are in mm. Volume metrics are in mL. The lesion-wise F1 follows the ISLES'22 evaluation
-(de la Rosa et al., arXiv:2403.19425): 26-connected reference lesions are hits when any predicted voxel
-overlaps them; the voxels of hit lesions are removed from the prediction and its remaining 26-connected
-components are false positives; F1 = TP / (TP + (FP + FN) / 2), and 1 when both masks are empty.
+(its official ``utils/eval_utils.py``; de la Rosa et al., arXiv:2403.19425), which ISLES'24 kept: a 26-connected
+reference lesion overlapped by any predicted voxel is a true positive, one overlapped by none a false negative,
+and a 26-connected predicted component that overlaps no reference voxel is a false positive (a prediction that
+spills past a lesion it found is not penalised); F1 = TP / (TP + (FP + FN) / 2), and 1 when both masks are empty.
+Components are counted on the voxel grid, so spacing does not change them.
 
 Conventions for empty masks (summaries skip NaN and report how many values they averaged):
 Dice is 1 when both are empty; precision is NaN when nothing is predicted and recall NaN when the
@@ -40,16 +42,15 @@ def _t(mask: np.ndarray) -> torch.Tensor:
 
 
 def lesion_wise_counts(pred: np.ndarray, ref: np.ndarray) -> tuple[int, int, int, int, int]:
-    """ISLES'22 lesion-wise (TP, FP, FN, reference lesions, predicted lesions), 26-connectivity."""
-    pred = np.asarray(pred, bool).copy()
-    labels, n_ref = ndimage.label(ref, structure=_CONN26)
-    _, n_pred = ndimage.label(pred, structure=_CONN26)
-    hits = np.unique(labels[pred & (labels > 0)])
-    tp = len(hits)
-    fn = n_ref - tp
-    pred &= ~np.isin(labels, hits)
-    _, fp = ndimage.label(pred, structure=_CONN26)
-    return tp, fp, fn, n_ref, n_pred
+    """ISLES'22 lesion-wise (TP, FP, FN, reference lesions, predicted lesions) with 26-connected components:
+    TP = reference lesions that any predicted voxel overlaps, FN = the others, FP = predicted components that
+    overlap no reference voxel."""
+    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
+    ref_labels, n_ref = ndimage.label(ref, structure=_CONN26)
+    pred_labels, n_pred = ndimage.label(pred, structure=_CONN26)
+    tp = len(np.unique(ref_labels[pred & ref]))
+    fp = n_pred - len(np.unique(pred_labels[pred & ref]))
+    return tp, fp, n_ref - tp, n_ref, n_pred
 
 
 def _crop(pred: np.ndarray, ref: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
