@@ -205,3 +205,102 @@ def test_image_quality_against_direct_formula():
     same = image_quality(ref, ref, lesion, (1, 1, 1))
     assert same["ssim"] == pytest.approx(1.0, abs=1e-5) and same["ssim_lesion"] == pytest.approx(1.0, abs=1e-5)
     assert np.isnan(image_quality(pred, ref, np.zeros_like(lesion), (1, 1, 1))["ssim_lesion"])
+
+
+def test_empty_precision_is_a_declared_convention():
+    """0/0 precision (nothing predicted, a lesion in the reference): NaN and skipped by default, 0 when the paper's
+    code counts it so (Clèrigues et al.); every other metric is the same under both."""
+    e = np.zeros((8, 8, 8), bool)
+    ref = e.copy()
+    ref[2:5, 2:5, 2:5] = True
+    nan, zero = segmentation_metrics(e, ref, (1, 1, 1)), segmentation_metrics(e, ref, (1, 1, 1), empty_precision="zero")
+    assert np.isnan(nan["precision"]) and zero["precision"] == 0.0
+    assert {k: v for k, v in nan.items() if k != "precision"} == pytest.approx({k: v for k, v in zero.items() if k != "precision"}, nan_ok=True)
+    both_empty = segmentation_metrics(e, e, (1, 1, 1), empty_precision="zero")
+    assert both_empty["precision"] == 1.0  # both empty: a perfect answer, under either convention
+    with pytest.raises(ValueError, match="empty_precision"):
+        segmentation_metrics(e, ref, (1, 1, 1), empty_precision="one")
+
+
+def test_hd_in_voxels_and_absolute_rve():
+    ref = np.zeros((20, 20, 10), bool)
+    ref[5:11, 5:11, 2:6] = True
+    pred = np.roll(ref, 3, axis=0)
+    pred[5:11, 5:11, 6] = True  # one more slice of 36 voxels at 3 mm
+    m = segmentation_metrics(pred, ref, (2.0, 1.0, 3.0), hd_voxels=True)
+    bf_mm, bf_vox = _brute_force(pred, ref, (2.0, 1.0, 3.0)), _brute_force(pred, ref, (1.0, 1.0, 1.0))
+    assert m["hd"] == pytest.approx(bf_mm["hd"]) and m["hd_voxels"] == pytest.approx(bf_vox["hd"])
+    assert m["hd_voxels"] != pytest.approx(m["hd"])
+    assert m["rve"] == pytest.approx(36 / 144) and m["abs_rve"] == pytest.approx(36 / 144)
+    under = segmentation_metrics(ref & ~pred, ref, (1, 1, 1))
+    assert under["rve"] < 0 and under["abs_rve"] == pytest.approx(-under["rve"])
+    assert "hd_voxels" not in segmentation_metrics(pred, ref, (1, 1, 1))
+
+
+def _ssim_2d_by_hand(x: np.ndarray, y: np.ndarray, data_range: float, win: int = 7, sigma: float = 1.5) -> float:
+    """Wang et al. 2004's SSIM on one 2D image pair, Gaussian window, 'valid' positions only, written out."""
+    from scipy.signal import correlate2d
+
+    g = np.exp(-((np.arange(win) - (win - 1) / 2) ** 2) / (2 * sigma**2))
+    k = np.outer(g / g.sum(), g / g.sum())
+    f = lambda a: correlate2d(a, k, mode="valid")  # noqa: E731
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return float(np.mean((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))))
+
+
+def test_ssim_is_2d_per_axial_slice_and_psnr_uses_the_fixed_range():
+    """Wang et al. (MedIA 2020) work on 2D slices of 2-22-slice slabs: SSIM is 2D per axial slice (7x7 window),
+    averaged; PSNR and SSIM use the scaled image's fixed range (1), not the unclipped reference's max - min."""
+    rng = np.random.default_rng(6)
+    ref = ndimage.gaussian_filter(rng.random((32, 30, 2)), (2, 2, 0)).astype(np.float64)
+    ref = (ref - ref.min()) / (np.percentile(ref, 99) - ref.min())  # scaled to (0, 1) by min and p99, unclipped
+    ref[3, 3, 0] = 4.0  # one bright voxel far above the 99th percentile
+    pred = ref + rng.normal(0, 0.05, ref.shape)
+    lesion = np.zeros(ref.shape, bool)
+    lesion[14:18, 14:18, 1] = True
+    q = image_quality(pred.astype(np.float32), ref.astype(np.float32), lesion, (1, 1, 9), margin_mm=4, data_range=1.0)
+    by_hand = np.mean([_ssim_2d_by_hand(pred[..., z], ref[..., z], 1.0) for z in range(2)])
+    assert q["ssim"] == pytest.approx(by_hand, abs=1e-4)
+    assert q["psnr"] == pytest.approx(10 * np.log10(1.0 / np.mean((pred - ref) ** 2)), abs=1e-3)
+    box = (slice(10, 22), slice(10, 22), slice(0, 2))  # 4 mm in-plane, the 9 mm slab spacing keeps both slices
+    by_hand = np.mean([_ssim_2d_by_hand(pred[box][..., z], ref[box][..., z], 1.0) for z in range(2)])
+    assert q["ssim_lesion"] == pytest.approx(by_hand, abs=1e-4)
+    assert q["psnr_lesion"] == pytest.approx(10 * np.log10(1.0 / np.mean((pred[box] - ref[box]) ** 2)), abs=1e-3)
+    # the former PSNR took the unclipped reference's max - min as its range: inflated by 20 log10(range)
+    unscaled = image_quality(pred.astype(np.float32), ref.astype(np.float32), lesion, (1, 1, 9), margin_mm=4)
+    assert unscaled["psnr"] - q["psnr"] == pytest.approx(20 * np.log10(ref.max() - ref.min()), abs=1e-3)
+
+
+def test_evaluate_states_its_conventions_and_every_n(tmp_path):
+    """summary.json and report.md carry n for every mean, the SD's ddof and the empty-prediction convention; a
+    missed lesion lowers the mean precision under "zero" and is left out of it (n smaller) under "nan"."""
+    import json
+
+    from strokezoo.data.nifti import save_nifti
+    from strokezoo.metrics.evaluate import evaluate
+
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    entries = []
+    for i in range(3):
+        ref = np.zeros((12, 12, 6), np.uint8)
+        ref[3:7, 3:7, 1:4] = 1
+        pred = np.roll(ref, i, axis=0) if i < 2 else np.zeros_like(ref)  # case 2: the lesion is missed
+        save_nifti(ref, affine, tmp_path / "ref" / f"c{i}.nii.gz")
+        save_nifti(pred, affine, tmp_path / "pred" / f"c{i}.nii.gz")
+        entries.append({"case_id": f"c{i}", "fold": 0, "label": str(tmp_path / "ref" / f"c{i}.nii.gz")})
+    (tmp_path / "dl.json").write_text(json.dumps({"training": entries, "testing": []}))
+    nan = evaluate(tmp_path / "pred", tmp_path / "dl.json", tmp_path / "nan")
+    zero = evaluate(tmp_path / "pred", tmp_path / "dl.json", tmp_path / "zero", empty_precision="zero", hd_voxels=True)
+    assert nan["metrics"]["precision"]["n"] == 2 and zero["metrics"]["precision"]["n"] == 3
+    assert nan["metrics"]["precision"]["mean"] == pytest.approx((1.0 + 0.75) / 2)
+    assert zero["metrics"]["precision"]["mean"] == pytest.approx((1.0 + 0.75 + 0.0) / 3)
+    assert zero["metrics"]["precision"]["sd"] == pytest.approx(np.std([1.0, 0.75, 0.0], ddof=1))
+    assert zero["metrics"]["hd_voxels"]["mean"] == pytest.approx(0.5) and zero["metrics"]["hd_voxels"]["n"] == 2
+    assert nan["conventions"]["sd_ddof"] == 1 and "NaN" in nan["conventions"]["empty_precision"]
+    assert "precision 0" in zero["conventions"]["empty_precision"] and "hd_voxels" in zero["conventions"]["distances"]
+    report = (tmp_path / "zero" / "report.md").read_text()
+    assert "sd ddof: 1" in report and "precision 0" in report
+    assert "| precision | 0.583 | 0.520 | 0.750 | 3 |" in report
+    assert json.loads((tmp_path / "zero" / "summary.json").read_text())["conventions"] == zero["conventions"]

@@ -95,3 +95,62 @@ def test_one_mask_per_case_and_a_missing_prediction_is_reported_after_the_others
                         "--out", str(tmp_path / "cli")], capture_output=True, text=True)
     assert r.returncode == 1 and "no dwi prediction" in r.stderr
     assert (tmp_path / "cli" / "report.md").exists()
+
+
+def _t_by_hand(a, b) -> tuple[float, float]:
+    """Paired t statistic and two-sided p from the formula: t = mean(d) / (sd(d, ddof 1) / sqrt(n)), df = n - 1."""
+    from scipy.stats import t as student
+
+    d = np.asarray(a) - np.asarray(b)
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(d.size))
+    return float(t), float(2 * student.sf(abs(t), d.size - 1))
+
+
+def test_paired_t_tests_against_the_raters_and_another_model(two_raters, tmp_path):
+    """The paper's t-tests: the model's Dice against the inter-rater Dice, and against another model, paired by case."""
+    data, dl, entries, pred = two_raters
+    other = tmp_path / "other"
+    other.mkdir()
+    for e in entries:  # another model: R2's ADC mask for ADC, R1's DWI mask for DWI
+        shutil.copy(e["label_r2_adc"], other / f"{e['case_id']}_adc.nii.gz")
+        shutil.copy(e["label_r1_dwi"], other / f"{e['case_id']}_dwi.nii.gz")
+    s = evaluate_raters(pred, dl, tmp_path / "out", compare={"other": str(other)})
+    tests = {(t["modality"], t["rater"], t["against"]): t for t in s["t_tests"]}
+    inter = [dice(mask(e["label_r1_dwi"]), mask(e["label_r2_dwi"])) for e in entries]
+    model = [dice(mask(e["label_r2_dwi"]), mask(e["label_r1_dwi"])) for e in entries]  # the DWI output is R2's mask
+    mine_r2 = [dice(mask(e["label_r2_dwi"]), mask(e["label_r2_dwi"])) for e in entries]
+    theirs_r2 = [dice(mask(e["label_r1_dwi"]), mask(e["label_r2_dwi"])) for e in entries]
+    t, p = _t_by_hand(mine_r2, theirs_r2)
+    got = tests["dwi", "R2", "other"]
+    assert got["n"] == len(entries) and got["t"] == pytest.approx(t) and got["p"] == pytest.approx(p)
+    assert got["mean_difference"] == pytest.approx(np.mean(np.subtract(mine_r2, theirs_r2)), abs=1e-6)
+    # the DWI output is R2's mask, so against R1 its Dice equals the inter-rater Dice case by case: no variation
+    same = tests["dwi", "R1", "inter-rater Dice"]
+    assert model == pytest.approx(inter) and same["mean_difference"] == pytest.approx(0.0) and same["t"] is None
+    assert np.ptp(inter) > 0.001  # against R2 the DWI output (R2's mask) scores 1 while the raters' Dice varies
+    t, p = _t_by_hand(mine_r2, inter)
+    assert tests["dwi", "R2", "inter-rater Dice"]["t"] == pytest.approx(t) and tests["dwi", "R2", "inter-rater Dice"]["p"] == pytest.approx(p)
+    assert "## Paired t-tests" in (tmp_path / "out" / "report.md").read_text()
+    assert len((tmp_path / "out" / "t_tests.csv").read_text().splitlines()) == 1 + len(s["t_tests"]) == 1 + 2 * 2 * 2
+
+
+def test_cases_annotated_by_rater_1_only_are_scored_against_it(two_raters, tmp_path):
+    """The paper's design: training cases carry R1 alone, test cases both raters. A case without R2 is scored against
+    R1 and left out of the inter-rater analysis, not refused."""
+    data, dl, entries, pred = two_raters
+    d = json.loads(dl.read_text())
+    for key in ("label_r2_adc", "label_r2_dwi"):
+        del d["training"][0][key]
+    dl2 = tmp_path / "r1_only.json"
+    dl2.write_text(json.dumps(d))
+    s = evaluate_raters(pred, dl2, tmp_path / "out")
+    assert not s["failures"] and s["cases"] == len(entries)
+    assert s["metrics"]["adc"]["R1"]["dice"]["n"] == len(entries) and s["metrics"]["adc"]["R2"]["dice"]["n"] == len(entries) - 1
+    assert s["agreement"]["kappa_adc_R1_R2"]["n"] == len(entries) - 1 and s["bland_altman"]["adc"]["R1"]["n"] == len(entries) - 1
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"| {len(entries)} / {len(entries)} / " in report and "sd ddof: 1" in report
+    for key in ("label_r1_adc", "label_r1_dwi"):
+        del d["training"][0][key]
+    dl2.write_text(json.dumps(d))
+    s = evaluate_raters(pred, dl2, tmp_path / "none", raters={"R1": "label_r1_{modality}"})
+    assert [f["case_id"] for f in s["failures"]] == [entries[0]["case_id"]] and "no rater's masks" in s["failures"][0]["error"]

@@ -46,15 +46,19 @@ def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: in
 
 
 def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0, folds: list[int] | None = None,
-             reference_percentile: float | None = None, size_groups_ml: list[float] | None = None) -> None:
+             reference_percentile: float | None = None, size_groups_ml: list[float] | None = None, empty_precision: str = "nan", hd_voxels: bool = False,
+             image_data_range: float | None = None) -> None:
     """Score predicted masks (PRED/<case_id>.nii.gz) against a datalist's labels with 3D metrics.
 
     Dice, precision, recall, HD, HD95, ASSD (mm), RVE, volumes and absolute volume difference (mL),
     lesion-count difference and lesion-wise F1 (ISLES'22); with --image_pred and --image_key, SSIM and
     PSNR of synthesized images, global and around the lesion (--reference_percentile 99 first scales the
-    reference to (0, 1) by its minimum and 99th percentile). --size_groups_ml [10,50] adds tables per
-    reference lesion volume (< 10, 10-50, > 50 mL). Writes OUT/metrics.csv, summary.json, report.md; exits 1
-    if any case could not be scored. --folds [0] scores only the cases of those folds.
+    reference to (0, 1) by its minimum and 99th percentile; SSIM is 2D per axial slice and both use the scaled
+    range 1, or --image_data_range). --size_groups_ml [10,50] adds tables per reference lesion volume (< 10, 10-50,
+    > 50 mL). --empty_precision zero counts the precision of an empty prediction against a lesion as 0 (default
+    nan: left out of the mean); --hd_voxels adds the Hausdorff distance on the voxel grid. Writes OUT/metrics.csv,
+    summary.json, report.md (each mean with its n, and the conventions); exits 1 if any case could not be scored.
+    --folds [0] scores only the cases of those folds.
 
     Example:
         strokezoo evaluate --pred outputs/preds --ref datalist.json --out outputs/eval
@@ -63,22 +67,26 @@ def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str
     from .metrics.evaluate import evaluate as run
 
     s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm, folds=folds,
-            reference_percentile=reference_percentile, size_groups_ml=size_groups_ml)
+            reference_percentile=reference_percentile, size_groups_ml=size_groups_ml, empty_precision=empty_precision, hd_voxels=hd_voxels,
+            image_data_range=image_data_range)
     dice = s["metrics"]["dice"]
     print(f"{s['cases']} cases: Dice {dice['mean']:.3f} (median {dice['median']:.3f}); report in {out}/report.md" if s["cases"] else "no case scored")
     if s["failures"]:
         sys.exit(1)
 
 
-def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", raters: dict | None = None, split: str = "training", folds: list[int] | None = None) -> None:
+def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", raters: dict | None = None, split: str = "training", folds: list[int] | None = None,
+                    compare: dict | None = None, empty_precision: str = "nan") -> None:
     """Score per-modality masks (PRED/<case_id>_<modality>.nii.gz) against every rater's annotation of that
     modality, with the raters' agreement (Cohen's kappa per modality and between modalities) and a
     Bland-Altman comparison of the model's Dice with the inter-rater Dice (Gómez et al., MICCAI 2023, Sec. 3).
 
     --raters maps rater names to datalist-key templates (default: the two-rater layout,
-    '{"R1": "label_r1_{modality}", "R2": "label_r2_{modality}"}'; '{"R1": "label"}' for one mask per case).
-    Writes OUT/metrics.csv, agreement.csv, bland_altman.csv/.png, summary.json, report.md; exits 1 if any
-    case could not be scored.
+    '{"R1": "label_r1_{modality}", "R2": "label_r2_{modality}"}'; '{"R1": "label"}' for one mask per case);
+    a case with some raters only is scored against those. Paired t-tests on Dice: the model against the
+    inter-rater Dice, and with --compare '{"unimodal": "DIR"}' against other models' predictions.
+    Writes OUT/metrics.csv, agreement.csv, bland_altman.csv/.png, t_tests.csv, summary.json, report.md; exits 1
+    if any case could not be scored.
 
     Example:
         strokezoo evaluate-raters --pred outputs/preds --ref datalist.json --out outputs/raters
@@ -87,7 +95,7 @@ def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", 
     from .metrics.rater_study import evaluate_raters as run
 
     mods = [m.strip() for m in modalities.split(",")] if isinstance(modalities, str) else list(modalities)
-    s = run(pred, ref, out, modalities=mods, raters=raters, split=split, folds=folds)
+    s = run(pred, ref, out, modalities=mods, raters=raters, split=split, folds=folds, compare=compare, empty_precision=empty_precision)
     for m, per_rater in s["metrics"].items():
         for r, metrics in per_rater.items():
             print(f"{m} vs {r}: Dice {fmt(metrics['dice']['mean'])} over {metrics['dice']['n']} cases")

@@ -204,7 +204,7 @@ def discover_cases(root: str | Path, layout: str) -> list[CaseFiles]:
         raise FileNotFoundError(f"{root}: dataset root is not a directory")
     cases = _READERS[layout](root, LAYOUTS[layout])
     for c in cases:
-        if "label" not in c.labels:
+        if not c.labels:  # a rater's masks alone (the two-rater layout's training cases) make a case labelled
             c.testing = True
     return sorted(cases, key=lambda c: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", c.case_id)])
 

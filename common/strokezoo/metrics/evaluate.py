@@ -7,8 +7,13 @@ modality of the datalist (SSIM/PSNR, :mod:`.image_quality`; ``reference_percenti
 to (0, 1) by its minimum and that percentile first, the DWI pre-processing of Wang et al., MedIA 2020), and the
 cases can be grouped by reference lesion volume (``size_groups_ml``, e.g. [10, 50]: < 10, 10–50, > 50 mL, that
 paper's Sec. 4.2.5). Writes ``metrics.csv`` (one row per case),
-``summary.json`` (mean, sd, median and n of every metric, NaN skipped) and ``report.md``; cases that
-cannot be scored are listed in both and make the command exit non-zero, after the others are scored.
+``summary.json`` (mean, sd with ddof 1, median and n of every metric, NaN skipped and counted out of n, and the
+evaluation's ``conventions``) and ``report.md``, which states the same; cases that cannot be scored are listed in
+both and make the command exit non-zero, after the others are scored.
+
+The conventions are settings, declared per bundle where its paper says: ``empty_precision`` ("nan" or "zero",
+the precision of an empty prediction against a lesion), ``hd_voxels`` (add the Hausdorff distance on the voxel
+grid) and, for synthesized images, ``image_data_range`` (1 for images scaled to (0, 1) by ``reference_percentile``).
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from ..data.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ..data.datalist import load_datalist_entries, select_entries
 from ..data.nifti import InputError, load_nifti, same_grid
 from .image_quality import image_quality
-from .segmentation import METRICS, segmentation_metrics
+from .segmentation import EMPTY_PRECISION, metric_names, segmentation_metrics
 
-__all__ = ["evaluate", "find_prediction", "fmt_metric", "scale_to_percentile", "size_groups", "summarize"]
+__all__ = ["conventions", "conventions_line", "evaluate", "find_prediction", "fmt_metric", "scale_to_percentile", "size_groups", "summarize"]
+
+#: how every summary treats its values
+SUMMARY_RULES = {"sd_ddof": 1, "nan": "skipped; n counts the values averaged"}
 
 
 def find_prediction(folder: Path, case_id: str) -> Path:
@@ -73,6 +81,25 @@ def size_groups(rows: list[dict], edges_ml: list[float]) -> dict[str, list[dict]
     return groups
 
 
+def conventions(empty_precision: str = "nan", hd_voxels: bool = False, **more) -> dict:
+    """The evaluation's declared conventions, as ``summary.json`` records them."""
+    if empty_precision not in EMPTY_PRECISION:
+        raise ValueError(f"empty_precision must be one of {sorted(EMPTY_PRECISION)}, not {empty_precision!r}")
+    out = {
+        "distances": "mm, on the reference's grid" + ("; hd_voxels on the voxel grid without spacing" if hd_voxels else ""),
+        "empty_precision": f"an empty prediction against a lesion has precision {'0' if empty_precision == 'zero' else 'NaN (skipped)'}",
+        "lesions": "26-connected components; FP = a predicted component overlapping no reference voxel (ISLES'22)",
+        **SUMMARY_RULES,
+    }
+    out.update({k: v for k, v in more.items() if v is not None})
+    return out
+
+
+def conventions_line(conv: dict) -> str:
+    """One Markdown paragraph that states the conventions of a report."""
+    return "Conventions: " + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in conv.items()) + "."
+
+
 def fmt_metric(x: float | None, digits: int = 3) -> str:
     """A summary value for a Markdown table: fixed digits, or "–" where no case gave one."""
     return "–" if x is None else f"{x:.{digits}f}"
@@ -90,9 +117,16 @@ def evaluate(
     folds: list[int] | None = None,
     reference_percentile: float | None = None,
     size_groups_ml: list[float] | None = None,
+    empty_precision: str = "nan",
+    hd_voxels: bool = False,
+    image_data_range: float | None = None,
 ) -> dict:
     """Score every case of ``split`` in datalist ``ref`` (only those of ``folds`` when given); returns the
-    summary (also written to ``out``)."""
+    summary (also written to ``out``). ``image_data_range`` defaults to 1 with ``reference_percentile`` (the
+    scaled image's range) and to each reference image's max − min without."""
+    if image_data_range is None and reference_percentile is not None:
+        image_data_range = 1.0
+    conv = conventions(empty_precision, hd_voxels, image_data_range=None if image_pred is None else (image_data_range or "each reference's max - min"))
     pred, out = Path(pred), Path(out)
     if not pred.is_dir():
         raise InputError(pred, "prediction folder does not exist")
@@ -111,7 +145,7 @@ def evaluate(
             diff = same_grid(p_vol, ref_vol, 1e-3)
             if diff:
                 raise InputError(p_path, f"prediction is not on the reference grid: {diff}")
-            row = {"case_id": cid, **segmentation_metrics(p_vol.data, ref_vol.data, ref_vol.zooms)}
+            row = {"case_id": cid, **segmentation_metrics(p_vol.data, ref_vol.data, ref_vol.zooms, empty_precision, hd_voxels)}
             if image_pred is not None:
                 if image_key not in e:
                     raise InputError(ref, f"case {cid} has no '{image_key}' to compare the synthesized image with")
@@ -120,28 +154,30 @@ def evaluate(
                 if img.spatial_shape != img_ref.spatial_shape:
                     raise InputError(img.path, f"shape {img.spatial_shape} differs from {img_ref.path}")
                 reference = img_ref.data if reference_percentile is None else scale_to_percentile(img_ref.data, reference_percentile)
-                row.update(image_quality(img.data, reference, ref_vol.data.astype(bool), ref_vol.zooms, margin_mm))
+                row.update(image_quality(img.data, reference, ref_vol.data.astype(bool), ref_vol.zooms, margin_mm, image_data_range))
             rows.append(row)
         except (InputError, ValueError) as err:
             failures.append({"case_id": cid, "error": str(err)})
             print(f"cannot evaluate {cid}: {err}", file=sys.stderr)
-    keys = list(METRICS) + (["ssim", "psnr", "ssim_lesion", "psnr_lesion"] if image_pred is not None else [])
+    seg_keys = metric_names(hd_voxels)
+    keys = seg_keys + (["ssim", "psnr", "ssim_lesion", "psnr_lesion"] if image_pred is not None else [])
     out.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(rows, ["case_id", *keys], out / "metrics.csv")
     summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
-               "metrics": summarize(rows, keys), "failures": failures}
+               "conventions": conv, "metrics": summarize(rows, keys), "failures": failures}
     if size_groups_ml:
         summary["size_groups"] = {name: {"cases": len(group), "metrics": summarize(group, keys)}
                                   for name, group in size_groups(rows, size_groups_ml).items()}
     write_json_atomic(summary, out / "summary.json")
     lines = [f"# Evaluation of {pred}", "", f"{len(rows)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; distances in mm, volumes in mL.", "",
+             conventions_line(conv), "",
              "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
     for k in keys:
         s = summary["metrics"][k]
         lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     for name, group in summary.get("size_groups", {}).items():
         lines += ["", f"## Reference lesion {name} ({group['cases']} cases)", "", "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
-        for k in ("dice", "precision", "recall", "hd", "assd", "rve", *keys[len(METRICS):]):
+        for k in ("dice", "precision", "recall", "hd", "assd", "abs_rve", *keys[len(seg_keys):]):
             s = group["metrics"][k]
             lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     if failures:

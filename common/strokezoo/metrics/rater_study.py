@@ -11,9 +11,16 @@ level of each case. Fig. 4's Bland–Altman analysis compares, case by case, the
 
 Rater keys are templates of datalist keys: ``{"R1": "label_r1_{modality}", "R2": "label_r2_{modality}"}`` for
 the two-rater layout (docs/datasets.md); ``{"R1": "label"}`` scores both outputs against one mask (ISLES 2022),
-and then there is no inter-rater analysis. Writes ``metrics.csv`` (case × modality × rater), ``agreement.csv``,
-``bland_altman.csv`` and ``bland_altman.png`` (with two raters), ``summary.json`` and ``report.md``; cases that
-cannot be scored are listed and make the command exit non-zero, after the others are scored.
+and then there is no inter-rater analysis. A case annotated by some of the raters only (the paper's training
+cases have R1 alone) is scored against those it has, and enters the inter-rater analysis only with the first two.
+
+The paper's t-tests (Sec. 4): paired over cases, on Dice, per modality and rater (``scipy.stats.ttest_rel``,
+two-sided): the model against the inter-rater Dice (does the model agree with a rater as the raters agree with each
+other), and, with ``compare`` (other models' prediction folders by name), the model against each other model.
+
+Writes ``metrics.csv`` (case × modality × rater), ``agreement.csv``, ``bland_altman.csv`` and ``bland_altman.png``
+(with two raters), ``t_tests.csv``, ``summary.json`` and ``report.md``; cases that cannot be scored are listed and
+make the command exit non-zero, after the others are scored.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ from ..data.atomic import atomic_path, write_csv_atomic, write_json_atomic, writ
 from ..data.datalist import load_datalist_entries, select_entries
 from ..data.nifti import InputError, load_nifti, same_grid
 from .agreement import KAPPA_LEVELS, cohen_kappa, kappa_level
-from .evaluate import fmt_metric, summarize
+from .evaluate import conventions, conventions_line, fmt_metric, summarize
 from .segmentation import METRICS, segmentation_metrics
 
-__all__ = ["evaluate_raters", "bland_altman", "TWO_RATERS"]
+__all__ = ["evaluate_raters", "bland_altman", "paired_t_test", "TWO_RATERS"]
 
 #: the two-rater layout's datalist keys (docs/datasets.md)
 TWO_RATERS = {"R1": "label_r1_{modality}", "R2": "label_r2_{modality}"}
@@ -48,6 +55,21 @@ def bland_altman(model: Sequence[float], reference: Sequence[float]) -> dict[str
     bias = float(d.mean())
     sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
     return {"bias": bias, "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd, "n": int(d.size)}
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | None]:
+    """Two-sided paired t-test of ``a`` against ``b`` (``scipy.stats.ttest_rel``), NaN pairs skipped: the mean
+    difference, t, p and n (t and p None under 2 pairs, or when every difference is the same)."""
+    from scipy.stats import ttest_rel
+
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    out: dict = {"mean_difference": float((x - y).mean()) if x.size else None, "t": None, "p": None, "n": int(x.size)}
+    if x.size >= 2 and np.ptp(x - y) > 1e-9:
+        r = ttest_rel(x, y)
+        out["t"], out["p"] = float(r.statistic), float(r.pvalue)
+    return out
 
 
 def _prediction(folder: Path, case_id: str, modality: str) -> Path:
@@ -92,11 +114,16 @@ def evaluate_raters(
     raters: Mapping[str, str] | None = None,
     split: str = "training",
     folds: Sequence[int] | None = None,
+    empty_precision: str = "nan",
+    compare: Mapping[str, str] | None = None,
 ) -> dict:
     """Score ``pred/<case_id>_<modality>.nii.gz`` against every rater of ``ref`` (a datalist); returns the
     summary (also written to ``out``). ``raters`` maps a rater's name to a datalist-key template with
-    ``{modality}`` (default :data:`TWO_RATERS`)."""
+    ``{modality}`` (default :data:`TWO_RATERS`); ``compare`` maps other models' names to their prediction
+    folders, for the paired t-tests."""
     pred, out = Path(pred), Path(out)
+    conv = conventions(empty_precision)
+    compare = {str(k): Path(v) for k, v in (compare or {}).items()}
     raters = dict(TWO_RATERS if raters is None else raters)
     modalities = list(modalities)
     if not pred.is_dir():
@@ -106,6 +133,7 @@ def evaluate_raters(
     entries = load_datalist_entries(ref, split) if folds is None else select_entries(ref, split, folds=list(folds))
     names = list(raters)
     rows, agreement, pairs, failures = [], [], [], []
+    others: list[dict] = []  # the compared models' Dice, case × modality × rater
     for e in entries:
         cid = e.get("case_id", "?")
         try:
@@ -113,35 +141,46 @@ def evaluate_raters(
             for r, template in raters.items():
                 for m in modalities:
                     key = template.format(modality=m)
-                    if key not in e:
-                        raise InputError(ref, f"case {cid} has no '{key}' (rater {r}, {m})")
-                    refs[r, m] = load_nifti(e[key], "label")
-            case_rows, case_pairs = [], []
+                    if key in e:
+                        refs[r, m] = load_nifti(e[key], "label")
+            present = [r for r in names if all((r, m) in refs for m in modalities)]
+            if not present:
+                raise InputError(ref, f"case {cid} has no rater's masks ({', '.join(t.format(modality=modalities[0]) for t in raters.values())}, ...)")
+            case_rows, case_pairs, case_others = [], [], []
             agree: dict = {"case_id": cid}
+            paired = len(names) >= 2 and names[0] in present and names[1] in present
             for m in modalities:
                 p_vol = load_nifti(_prediction(pred, cid, m), "label")
-                for r in names:
+                other_vols = {k: load_nifti(_prediction(folder, cid, m), "label") for k, folder in compare.items()}
+                for r in present:
                     diff = same_grid(p_vol, refs[r, m], 1e-3)
                     if diff:
                         raise InputError(p_vol.path, f"prediction is not on the grid of rater {r}'s {m} mask: {diff}")
                     case_rows.append({"case_id": cid, "modality": m, "rater": r,
-                                      **segmentation_metrics(p_vol.data, refs[r, m].data, refs[r, m].zooms)})
-                if len(names) >= 2:
+                                      **segmentation_metrics(p_vol.data, refs[r, m].data, refs[r, m].zooms, empty_precision)})
+                    for k, vol in other_vols.items():
+                        diff = same_grid(vol, refs[r, m], 1e-3)
+                        if diff:
+                            raise InputError(vol.path, f"prediction of {k} is not on the grid of rater {r}'s {m} mask: {diff}")
+                        case_others.append({"case_id": cid, "modality": m, "rater": r, "model": k,
+                                            "dice": segmentation_metrics(vol.data, refs[r, m].data, refs[r, m].zooms)["dice"]})
+                if paired:
                     a, b = refs[names[0], m], refs[names[1], m]
                     agree[f"kappa_{m}_{names[0]}_{names[1]}"] = cohen_kappa(a.data, b.data)
                     reference = segmentation_metrics(a.data, b.data, a.zooms)["dice"]
                     agree[f"dice_{m}_{names[0]}_{names[1]}"] = reference
-                    for row in case_rows[-len(names):]:
+                    for row in case_rows[-len(present):]:
                         model = row["dice"]
                         case_pairs.append({"case_id": cid, "modality": m, "rater": row["rater"], "dice_model": model,
                                            "dice_raters": reference, "mean": (model + reference) / 2, "difference": model - reference})
             if len(modalities) >= 2:
                 m0, m1 = modalities[:2]
-                for r, template in raters.items():
-                    if template.format(modality=m0) != template.format(modality=m1):
+                for r in present:
+                    if raters[r].format(modality=m0) != raters[r].format(modality=m1):
                         agree[f"kappa_{r}_{m0}_{m1}"] = cohen_kappa(refs[r, m0].data, refs[r, m1].data)
             rows += case_rows
             pairs += case_pairs
+            others += case_others
             agreement.append(agree)
         except (InputError, ValueError) as err:
             failures.append({"case_id": cid, "error": str(err)})
@@ -162,19 +201,37 @@ def evaluate_raters(
                                   [p["dice_raters"] for p in pairs if p["modality"] == m and p["rater"] == r]) for r in names} for m in modalities}
         write_csv_atomic(pairs, ["case_id", "modality", "rater", "dice_model", "dice_raters", "mean", "difference"], out / "bland_altman.csv")
         _plot(pairs, ba, modalities, out / "bland_altman.png")
-    summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(agreement), "raters": raters,
-               "modalities": modalities, "metrics": table, "agreement": summarize(agreement, kappa_keys + dice_keys),
+    t_tests = []
+    for m in modalities:
+        for r in names:
+            if pairs:
+                sel = [p for p in pairs if p["modality"] == m and p["rater"] == r]
+                t_tests.append({"modality": m, "rater": r, "model": "this model", "against": "inter-rater Dice",
+                                **paired_t_test([p["dice_model"] for p in sel], [p["dice_raters"] for p in sel])})
+            mine = {x["case_id"]: x["dice"] for x in rows if x["modality"] == m and x["rater"] == r}
+            for k in compare:
+                theirs = {x["case_id"]: x["dice"] for x in others if x["modality"] == m and x["rater"] == r and x["model"] == k}
+                both = sorted(set(mine) & set(theirs))
+                t_tests.append({"modality": m, "rater": r, "model": "this model", "against": k,
+                                **paired_t_test([mine[c] for c in both], [theirs[c] for c in both])})
+    if t_tests:
+        write_csv_atomic(t_tests, ["modality", "rater", "model", "against", "mean_difference", "t", "p", "n"], out / "t_tests.csv")
+    summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "folds": None if folds is None else list(folds),
+               "cases": len(agreement), "raters": raters, "modalities": modalities, "conventions": conv, "metrics": table,
+               "t_tests": t_tests, "compared": {k: str(v) for k, v in compare.items()}, "agreement": summarize(agreement, kappa_keys + dice_keys),
                "kappa_levels": levels, "bland_altman": ba, "failures": failures}
     write_json_atomic(summary, out / "summary.json")
 
     lines = [f"# Evaluation of {pred} against raters {', '.join(names)}", "",
-             f"{len(agreement)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; mean ± SD over cases.", "",
-             "| modality | rater | Dice | precision | sensitivity | HD95 mm |", "|---|---|---|---|---|---|"]
+             f"{len(agreement)} cases scored, {len(failures)} failed (split '{split}'" + (f", folds {list(folds)}" if folds is not None else "")
+             + "). 3D metrics on each reference grid; mean ± SD over the n cases that gave a value.", "", conventions_line(conv), "",
+             "| modality | rater | Dice | precision | sensitivity | HD95 mm | n (Dice / precision / HD95) |", "|---|---|---|---|---|---|---|"]
     for m in modalities:
         for r in names:
             s = table[m][r]
             cell = lambda k, d=2: f"{fmt_metric(s[k]['mean'], d)} ± {fmt_metric(s[k]['sd'], d)}"  # noqa: E731
-            lines.append(f"| {m.upper()} | {r} | {cell('dice')} | {cell('precision')} | {cell('recall')} | {cell('hd95', 1)} |")
+            lines.append(f"| {m.upper()} | {r} | {cell('dice')} | {cell('precision')} | {cell('recall')} | {cell('hd95', 1)} "
+                         f"| {s['dice']['n']} / {s['precision']['n']} / {s['hd95']['n']} |")
     if kappa_keys:
         lines += ["", "## Agreement of the references (voxel-wise Cohen's kappa)", "",
                   "| pair | mean | " + " | ".join(["poor", *(n for _, n in KAPPA_LEVELS)]) + " |", "|---|---|" + "---|" * (len(KAPPA_LEVELS) + 1)]
@@ -187,6 +244,12 @@ def evaluate_raters(
             for r in names:
                 s = ba[m][r]
                 lines.append(f"| {m.upper()} | {r} | {fmt_metric(s['bias'])} | {fmt_metric(s['loa_low'])} … {fmt_metric(s['loa_high'])} | {s['n']} |")
+    if t_tests:
+        lines += ["", "## Paired t-tests on Dice (two-sided, over the cases both scored)", "",
+                  "| modality | rater | model vs | mean difference | t | p | n |", "|---|---|---|---|---|---|---|"]
+        for t in t_tests:
+            lines.append(f"| {t['modality'].upper()} | {t['rater']} | {t['against']} | {fmt_metric(t['mean_difference'])} | {fmt_metric(t['t'], 2)} "
+                         f"| {fmt_metric(t['p'], 4)} | {t['n']} |")
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
     write_text_atomic("\n".join(lines) + "\n", out / "report.md")

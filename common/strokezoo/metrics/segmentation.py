@@ -10,9 +10,11 @@ spills past a lesion it found is not penalised); F1 = TP / (TP + (FP + FN) / 2),
 Components are counted on the voxel grid, so spacing does not change them.
 
 Conventions for empty masks (summaries skip NaN and report how many values they averaged):
-Dice is 1 when both are empty; precision is NaN when nothing is predicted and recall NaN when the
-reference is empty (both 1 when both are empty); HD, HD95 and ASSD are 0 when both are empty and NaN
-when exactly one is; RVE is NaN for an empty reference.
+Dice is 1 when both are empty; precision of an empty prediction against a lesion is 0/0, NaN by default and 0
+with ``empty_precision="zero"`` (the convention of Clèrigues et al.'s code), recall NaN when the reference is
+empty (both 1 when both are empty); HD, HD95 and ASSD are 0 when both are empty and NaN when exactly one is;
+RVE and |RVE| are NaN for an empty reference. ``hd_voxels=True`` adds ``hd_voxels``, the Hausdorff distance on
+the voxel grid without spacing (Clèrigues et al., CMPB 2020, Table 1).
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ from monai.metrics import (
 )
 from scipy import ndimage
 
-__all__ = ["segmentation_metrics", "lesion_wise_counts", "hausdorff", "METRICS"]
+__all__ = ["segmentation_metrics", "lesion_wise_counts", "hausdorff", "metric_names", "METRICS", "EMPTY_PRECISION"]
 
 METRICS = (
-    "dice", "precision", "recall", "hd", "hd95", "assd", "rve", "volume_ref_ml", "volume_pred_ml",
+    "dice", "precision", "recall", "hd", "hd95", "assd", "rve", "abs_rve", "volume_ref_ml", "volume_pred_ml",
     "abs_volume_diff_ml", "lesion_count_diff", "lesion_f1",
 )
+#: what the precision of an empty prediction against a non-empty reference (0/0) is taken to be
+EMPTY_PRECISION = {"nan": float("nan"), "zero": 0.0}
+
+
+def metric_names(hd_voxels: bool = False) -> list[str]:
+    """The keys :func:`segmentation_metrics` returns, in order."""
+    names = list(METRICS)
+    if hd_voxels:
+        names.insert(names.index("hd") + 1, "hd_voxels")
+    return names
 _CONN26 = np.ones((3, 3, 3), bool)
 
 
@@ -81,8 +93,13 @@ def hausdorff(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...] | No
     return float(compute_hausdorff_distance(_t(cp), _t(cr), include_background=True, percentile=percentile, spacing=spacing)[0, 0])
 
 
-def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
-    """All metrics of :data:`METRICS` for binary 3D masks on one grid with voxel ``spacing`` (mm)."""
+def segmentation_metrics(
+    pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], empty_precision: str = "nan", hd_voxels: bool = False
+) -> dict[str, float]:
+    """All metrics of :func:`metric_names` for binary 3D masks on one grid with voxel ``spacing`` (mm);
+    ``empty_precision`` ("nan" or "zero") is the precision of an empty prediction against a lesion."""
+    if empty_precision not in EMPTY_PRECISION:
+        raise ValueError(f"empty_precision must be one of {sorted(EMPTY_PRECISION)}, not {empty_precision!r}")
     pred = np.asarray(pred, bool)
     ref = np.asarray(ref, bool)
     if pred.shape != ref.shape:
@@ -95,7 +112,7 @@ def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float
     out["dice"] = float(compute_dice(p, r, include_background=True, ignore_empty=False)[0, 0])
     cm = get_confusion_matrix(p, r, include_background=True)
     both_empty = n_pred == 0 and n_ref == 0
-    out["precision"] = 1.0 if both_empty else (float(compute_confusion_matrix_metric("precision", cm)[0, 0]) if n_pred else float("nan"))
+    out["precision"] = 1.0 if both_empty else (float(compute_confusion_matrix_metric("precision", cm)[0, 0]) if n_pred else EMPTY_PRECISION[empty_precision])
     out["recall"] = 1.0 if both_empty else (float(compute_confusion_matrix_metric("sensitivity", cm)[0, 0]) if n_ref else float("nan"))
     if both_empty:
         out["hd"] = out["hd95"] = out["assd"] = 0.0
@@ -107,7 +124,10 @@ def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float
         cp, cr = _crop(pred, ref)
         out["assd"] = float(compute_average_surface_distance(_t(cp), _t(cr), include_background=True, symmetric=True, spacing=spacing)[0, 0])
     v_pred, v_ref = n_pred * voxel_ml, n_ref * voxel_ml
+    if hd_voxels:
+        out["hd_voxels"] = hausdorff(pred, ref)
     out["rve"] = (v_pred - v_ref) / v_ref if n_ref else float("nan")
+    out["abs_rve"] = abs(out["rve"])
     out["volume_ref_ml"] = v_ref
     out["volume_pred_ml"] = v_pred
     out["abs_volume_diff_ml"] = abs(v_pred - v_ref)
