@@ -12,6 +12,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from strokezoo.data.nifti import InputError
 from strokezoo.metrics.grid_search import eq2_score, grid_search
 from strokezoo.transforms import LesionFilterd, filter_lesions
 
@@ -65,18 +66,60 @@ def cv_maps(tmp_path):
     return probs, ref
 
 
-def test_grid_search_finds_the_pair_that_removes_the_false_positives_and_writes_the_config(cv_maps, tmp_path):
+def test_grid_search_finds_the_pair_that_removes_the_false_positives_and_writes_an_override(cv_maps, tmp_path):
     probs, ref = cv_maps
-    config = tmp_path / "inference.json"
-    config.write_text(json.dumps({"threshold": 0.5, "min_size": 0, "other": [1, 2]}, indent=4))
-    r = grid_search(probs, ref, tmp_path / "grid", config=config)
+    override = tmp_path / "postprocessing.json"
+    r = grid_search(probs, ref, tmp_path / "grid", override=override)
     assert r["threshold"] <= 0.6 and 50 <= r["min_size"] <= 1000  # keeps the lesion, drops the 27-voxel blobs
     assert r["dice"] == pytest.approx(1.0) and r["hd"] == 0.0 and r["score"] == pytest.approx(0.5)
+    assert r["precision"] == pytest.approx(1.0) and r["recall"] == pytest.approx(1.0)
     worst = next(x for x in r["table"] if x["threshold"] == 0.7 and x["min_size"] == 10)  # only the false positives
-    assert worst["dice"] == 0.0 and worst["score"] == 0.0
-    cfg = json.loads(config.read_text())
-    assert (cfg["threshold"], cfg["min_size"], cfg["other"]) == (r["threshold"], r["min_size"], [1, 2])
-    assert len((tmp_path / "grid" / "grid_search.csv").read_text().splitlines()) == 1 + 9 * 8
+    assert worst["dice"] == 0.0 and worst["score"] == 0.0 and worst["precision"] == 0.0 and worst["recall"] == 0.0
+    assert json.loads(override.read_text()) == {"threshold": r["threshold"], "min_size": r["min_size"]}
+    lines = (tmp_path / "grid" / "grid_search.csv").read_text().splitlines()
+    assert lines[0] == "threshold,min_size,dice,precision,recall,hd,score" and len(lines) == 1 + 9 * 8
+    grid_search(probs, ref, tmp_path / "grid2", override=override)  # an override file is replaced
+
+
+def test_grid_search_never_overwrites_a_bundle_config(cv_maps, tmp_path):
+    probs, ref = cv_maps
+    config = tmp_path / "inference.json"
+    text = json.dumps({"threshold": 0.5, "min_size": 0, "other": [1, 2]}, indent=4)
+    config.write_text(text)
+    with pytest.raises(InputError, match="not overwritten"):
+        grid_search(probs, ref, tmp_path / "grid", override=config)
+    assert config.read_text() == text
+
+
+def test_pooled_table1_row_at_the_chosen_pair(cv_maps, tmp_path):
+    """Table 1 of Clèrigues et al.: DSC, PPV, sensitivity and HD in voxels, mean ± SD over every case of every fold's
+    cross-validation map at the grid-searched pair; PPV 0 for an empty prediction (the authors' code)."""
+    from scipy.spatial.distance import cdist
+
+    probs, ref = cv_maps
+    entries = json.loads(ref.read_text())["training"]
+    r = grid_search(probs, ref, tmp_path / "grid", thresholds=[0.5, 0.95], min_sizes=[10])
+    assert (r["threshold"], r["min_size"]) == (0.5, 10)  # the three 27-voxel blobs stay: PPV and HD suffer
+    dsc, ppv, sen, hd = [], [], [], []
+    for e in entries:
+        label = np.asarray(nib.load(e["label"]).dataobj) > 0
+        mask = np.asarray(nib.load(probs / f"{e['case_id']}_prob.nii.gz").dataobj) > 0.5
+        inter = (mask & label).sum()
+        dsc.append(2 * inter / (mask.sum() + label.sum()))
+        ppv.append(inter / mask.sum())
+        sen.append(inter / label.sum())
+        d = cdist(np.argwhere(mask), np.argwhere(label))  # HD on all voxels = HD on the surfaces, in voxels
+        hd.append(max(d.min(0).max(), d.min(1).max()))
+    for k, v in zip(("dice", "precision", "recall", "hd"), (dsc, ppv, sen, hd)):
+        assert r["table1"][k]["mean"] == pytest.approx(np.mean(v), rel=1e-5) and r["table1"][k]["n"] == 3
+        assert r["table1"][k]["sd"] == pytest.approx(np.std(v, ddof=1), rel=1e-4, abs=1e-9)
+    assert len((tmp_path / "grid" / "table1.csv").read_text().splitlines()) == 4
+    md = (tmp_path / "grid" / "table1.md").read_text()
+    assert f"{np.mean(dsc):.2f} ± {np.std(dsc, ddof=1):.2f}" in md and "| 3 / 3 / 3 / 3 |" in md and "precision 0" in md
+    # nothing predicted at T_h 0.95: PPV counts 0 (not skipped), HD has no value
+    empty = grid_search(probs, ref, None, thresholds=[0.95], min_sizes=[10])
+    assert empty["table1"]["precision"]["mean"] == 0.0 and empty["table1"]["precision"]["n"] == 3
+    assert empty["table1"]["hd"]["n"] == 0 and empty["hd"] == 200.0  # Eq. 2 counts it as HD_max
 
 
 def test_cli_reports_a_missing_map_and_still_searches(cv_maps, tmp_path):

@@ -104,20 +104,22 @@ def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", 
         sys.exit(1)
 
 
-def grid_search(probs: str, ref: str, out: str, config: str | None = None, split: str = "training", folds: list[int] | None = None, hd_max: float = 200.0, suffix: str = "_prob") -> None:
+def grid_search(probs: str, ref: str, out: str, override: str | None = None, split: str = "training", folds: list[int] | None = None, hd_max: float = 200.0, suffix: str = "_prob") -> None:
     """Choose the post-processing threshold T_h (0.1-0.9) and minimum lesion size S_min (10-1000 voxels) that
     maximise Eq. 2 of Clerigues et al. 2020 (Dice and Hausdorff distance in voxels, HD_max 200) over
-    cross-validation probability maps PROBS/<case_id>_prob.nii.gz; writes OUT/grid_search.csv and .json and,
-    with --config, the chosen "threshold" and "min_size" into that inference config.
+    cross-validation probability maps PROBS/<case_id>_prob.nii.gz. Writes OUT/grid_search.csv and .json (mean
+    DSC, PPV, sensitivity, HD of every pair), the pooled evaluation at the chosen pair (OUT/table1.md and .csv:
+    the paper's Table 1 row, mean +- SD over all folds' cases) and, with --override, an override file holding
+    only "threshold" and "min_size" for inference: --config_file "['configs/inference.json','OVERRIDE']".
 
     Example:
-        strokezoo grid-search --probs cv_probs --ref datalist.json --out cv_probs/grid --config configs/inference.json
+        strokezoo grid-search --probs cv_probs --ref datalist.json --out cv_probs/grid --override configs/postprocessing.json
     """
     from .metrics.grid_search import grid_search as run
 
-    r = run(probs, ref, out, config=config, split=split, folds=folds, hd_max=hd_max, suffix=suffix)
-    print(f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, HD {r['hd']:.1f} voxels) over {r['cases']} cases"
-          + (f"; written into {config}" if config else ""))
+    r = run(probs, ref, out, override=override, split=split, folds=folds, hd_max=hd_max, suffix=suffix)
+    print(f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, PPV {r['precision']:.3f}, sensitivity {r['recall']:.3f}, "
+          f"HD {r['hd']:.1f} voxels) over {r['cases']} cases; Table 1 row in {out}/table1.md" + (f"; T_h and S_min written to {override}" if override else ""))
     if r["failures"]:
         sys.exit(1)
 
