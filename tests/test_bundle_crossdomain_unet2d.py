@@ -26,7 +26,7 @@ CPU = cpu_overrides(BUNDLE)
 def two_rater_datalist(cohort, tmp_path_factory):
     data, _ = cohort("isles2022")
     datalist = tmp_path_factory.mktemp("crossdomain") / "datalist.json"
-    build_datalist(data, datalist, layout="isles2022", folds=2)
+    build_datalist(data, datalist, layout="isles2022", folds=3)  # one case each: validation (0), test (1), training (2)
     return data, datalist
 
 
@@ -102,3 +102,22 @@ def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(tra
                 out = nib.load(tmp_path / "trained" / name)
                 assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4) and out.get_data_dtype() == dtype
             assert set(np.unique(np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}_{m}.nii.gz").dataobj))) <= {0, 1}
+
+
+def test_the_evaluated_fold_is_held_out_of_training_and_validation(cohort12, tmp_path):
+    """Gómez et al. (MICCAI 2023, Sec. 3) score a test set never seen in training or model selection: ``fold`` is
+    left out of both, and ``evaluate.json`` scores exactly its cases."""
+    data, datalist = cohort12(BUNDLE)
+    entries = json.loads(datalist.read_text())["training"]
+    files = [str(CONFIGS / "train.json"), str(CONFIGS / "two_rater.json")]
+    train = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    assert (train.parser.get_parsed_content("val_fold"), train.parser.get_parsed_content("fold")) == (0, 1)
+    trained_on = {e["case_id"] for e in train.parser.get_parsed_content("train#dataset#data")}
+    selected_on = {e["case_id"] for e in train.parser.get_parsed_content("validate#dataset#data")}
+    infer = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in ("inference.json", "evaluate.json", "two_rater.json")], workflow_type="inference",
+                           bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    scored = {e["case_id"] for e in infer.parser.get_parsed_content("entries")}
+    assert scored == {e["case_id"] for e in entries if e["fold"] == 1} and scored
+    assert not scored & (trained_on | selected_on) and not trained_on & selected_on
+    assert trained_on | selected_on | scored == {e["case_id"] for e in entries}
+    assert "folds=[@fold]" in infer.parser.get("finalize")[0]
