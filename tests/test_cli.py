@@ -113,7 +113,7 @@ def test_demo_writes_report(tmp_path):
     assert "| stroke_mri_crossattention_unet2d | isles2017 |" in text and "| stroke_ct_boundary_attention_unet2d | isles2018 |" in text
     assert "| stroke_dwi_crossdomain_unet2d (ADC vs R1) | isles2022 |" in text and "| stroke_dwi_crossdomain_unet2d (DWI vs R2) | isles2022 |" in text
     assert "| stroke_mri_residual_unet3d | isles2015-siss |" in text
-    assert "| stroke_ctp_transformer_unet2d | isles2018 |" in text and "| stroke_ctp_transformer_unet2d (Threshold: TFA > 0.5) | isles2018 |" in text
+    assert "| stroke_ctp_transformer_unet2d | isles2018 |" in text and "| stroke_ctp_transformer_unet2d (Threshold: TFA ≥ 0.5, our choice) | isles2018 |" in text
     assert "| stroke_ctp_pseudodwi_slnet2d | isles2018 |" in text
     assert len(list((tmp_path / "demo").glob("*.png"))) == 8  # two cohorts, six bundles
     assert (tmp_path / "demo" / "bundles" / "stroke_mri_crossattention_unet2d" / "models" / "model.pt").is_file()
