@@ -15,7 +15,7 @@ from monai.bundle import ConfigWorkflow
 from strokezoo.data.datalist import build_datalist
 from strokezoo.demo import cpu_overrides
 
-from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_dwi_crossdomain_unet2d"
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
@@ -80,8 +80,10 @@ def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(tra
 
     untrained = untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt")
     digest = tree_digest(data)
-    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained")
-    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained, tmp_path / "untrained")
+    # the shared short run (strokezoo.demo.train_bundle) holds out only fold 0 (fold = val_fold = 0): score that fold
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", amp=True, fold=0)
+    bf16_fp32_mask_dice(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", tmp_path / "fp32", fold=0)
+    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained, tmp_path / "untrained", fold=0)
     assert tree_digest(data) == digest
 
     def dice(s: dict, m: str, r: str) -> float:

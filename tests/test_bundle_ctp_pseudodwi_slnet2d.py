@@ -15,20 +15,21 @@ from monai.bundle import ConfigWorkflow
 
 from strokezoo.demo import config_files, cpu_overrides
 
-from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_ctp_pseudodwi_slnet2d"
 CPU = cpu_overrides(BUNDLE)
 
 
 def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
-    root, data, datalist = trained(BUNDLE, epochs=10)
+    root, data, datalist = trained(BUNDLE, epochs=16)
     checkpoint = root / "models" / "fold0" / "model.pt"
     state = torch.load(checkpoint, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert {k.split(".")[0] for k in state} == {"extractor", "generator", "segmenter", "context_encoder"}
     digest = tree_digest(data)
-    after = infer_and_evaluate(BUNDLE, root, data, datalist, checkpoint, tmp_path / "trained")
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, checkpoint, tmp_path / "trained", amp=True)
+    bf16_fp32_mask_dice(BUNDLE, root, data, datalist, checkpoint, tmp_path / "trained", tmp_path / "fp32")
     before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained")
     assert tree_digest(data) == digest
 

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from strokezoo.demo import config_files, cpu_overrides
 
-from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_ctp_transformer_unet2d"
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
@@ -37,7 +37,8 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
     for name in ("transformer.pt", "model.pt"):
         assert all(isinstance(v, torch.Tensor) for v in torch.load(fold / name, weights_only=True).values())
     digest = tree_digest(data)
-    after = infer_and_evaluate(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", save_tfa=True)
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", save_tfa=True, amp=True)
+    bf16_fp32_mask_dice(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", tmp_path / "fp32")
     untrained_transformer = untrained_checkpoint(BUNDLE, tmp_path / "untrained_transformer.pt", "train_transformer.json")
     before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained",
                                 save_tfa=True, transformer_path=str(untrained_transformer))

@@ -15,7 +15,7 @@ from monai.bundle import ConfigWorkflow
 from strokezoo.data.datalist import build_datalist
 from strokezoo.demo import cpu_overrides
 
-from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_mri_residual_unet3d"
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
@@ -43,7 +43,8 @@ def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(traine
     ckpt = root / "models" / "fold0" / "model.pt"
     assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
     digest = tree_digest(data)
-    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained")
+    after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", amp=True)
+    bf16_fp32_mask_dice(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", tmp_path / "fp32")
     before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained")
     assert tree_digest(data) == digest
     assert after["metrics"]["dice"]["mean"] > before["metrics"]["dice"]["mean"] + 0.1, (after["metrics"]["dice"], before["metrics"]["dice"])

@@ -15,7 +15,7 @@ from monai.bundle import ConfigWorkflow
 from strokezoo.data.datalist import build_datalist
 from strokezoo.demo import CPU_OVERRIDES as CPU
 
-from conftest import infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = ("stroke_mri_crossattention_unet2d", "stroke_ct_boundary_attention_unet2d")
@@ -60,7 +60,8 @@ def test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid(bun
 
     untrained = untrained_checkpoint(bundle, tmp_path / "untrained.pt")
     digest = tree_digest(data)
-    dice_trained = infer_and_evaluate(bundle, root, data, datalist, ckpt, tmp_path / "trained")["metrics"]["dice"]["mean"]
+    dice_trained = infer_and_evaluate(bundle, root, data, datalist, ckpt, tmp_path / "trained", amp=True)["metrics"]["dice"]["mean"]
+    bf16_fp32_mask_dice(bundle, root, data, datalist, ckpt, tmp_path / "trained", tmp_path / "fp32")
     dice_untrained = infer_and_evaluate(bundle, root, data, datalist, untrained, tmp_path / "untrained")["metrics"]["dice"]["mean"]
     assert tree_digest(data) == digest
     assert dice_trained > dice_untrained + 0.1, (dice_trained, dice_untrained)
