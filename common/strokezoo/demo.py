@@ -113,7 +113,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
 
     out = Path(out)
     lines = ["# strokezoo demo", "", "Synthetic cohorts (not clinical data), default difficulty; clinical threshold rules as the trivial predictor.", ""]
-    lines += ["| cohort | rule | cases | Dice mean (median) | HD95 mm | lesion F1 | abs. vol. diff. mL | synth s |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["| cohort | rule | cases | Dice mean (median) | HD95 mm median (n) | lesion F1 | abs. vol. diff. mL | synth s |", "|---|---|---|---|---|---|---|---|"]
     for layout, rule, text in _STEPS:
         t0 = time.perf_counter()
         data = out / "data" / layout
@@ -131,13 +131,14 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         show_case(case_dir, out / f"{layout}_{first['case_id']}.png", label=first["label"])
         lines.append(
             f"| {layout} | {text} | {summary['cases']} | {m['dice']['mean']:.3f} ({m['dice']['median']:.3f}) | "
-            f"{m['hd95']['median'] or float('nan'):.1f} | {m['lesion_f1']['mean']:.3f} | {m['abs_volume_diff_ml']['mean']:.1f} | {s['seconds']:.0f} |"
+            f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {m['lesion_f1']['mean']:.3f} | {m['abs_volume_diff_ml']['mean']:.1f} | {s['seconds']:.0f} |"
         )
         print(f"{layout}: done in {time.perf_counter() - t0:.0f} s")
-    lines += ["", "HD95 is the median over cases with both masks non-empty. Per-case tables: evaluation/<cohort>/metrics.csv; montages: *.png."]
+    lines += ["", "Means over all cases (n = cases) unless a count follows in brackets. HD95 is the median over the cases with both masks non-empty. "
+              "Per-case tables and each evaluation's conventions: evaluation/<cohort>/metrics.csv, summary.json; montages: *.png."]
     lines += ["", f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: {CPU_OVERRIDES}, per bundle: strokezoo.demo.BUNDLES)", "",
               "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.", "",
-              "| bundle | cohort | val. cases | Dice mean (median) | precision | recall | HD95 mm | train+eval s |", "|---|---|---|---|---|---|---|---|"]
+              "| bundle | cohort | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |", "|---|---|---|---|---|---|---|---|"]
     for bundle, (layout, *_) in BUNDLES.items():
         t0 = time.perf_counter()
         data = out / "data" / f"{layout}_bundles"
@@ -163,7 +164,8 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         for what, m in tables.items():
             lines.append(
                 f"| {bundle}{f' ({what})' if what else ''} | {layout} | {summary['cases']} | {fmt_metric(m['dice']['mean'])} ({fmt_metric(m['dice']['median'])}) | "
-                f"{fmt_metric(m['precision']['mean'])} | {fmt_metric(m['recall']['mean'])} | {fmt_metric(m['hd95']['median'], 1)} | {seconds:.0f} |"
+                f"{fmt_metric(m['precision']['mean'])} ({m['precision']['n']}) | {fmt_metric(m['recall']['mean'])} ({m['recall']['n']}) | "
+                f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {seconds:.0f} |"
             )
         print(f"{bundle}: done in {time.perf_counter() - t0:.0f} s")
     report = out / "report.md"
