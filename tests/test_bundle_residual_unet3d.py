@@ -79,3 +79,34 @@ def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(traine
     with pytest.raises(RuntimeError) as err:
         ensemble()  # folds 1-3 were never trained
     assert "fold checkpoints missing" in str(err.value.__cause__)
+
+
+def test_the_readme_testing_command_reads_the_released_testing_folder(cohort, tmp_path, monkeypatch):
+    """The README's test-set command, ``--config_file "['configs/inference.json','configs/postprocessing.json']"
+    --dataset_dir /data/SISS2015_Testing --datalist testing_datalist.json`` from the bundle folder: the testing release
+    (no OT masks) becomes a datalist of its own beside the configs, every case is inferred, and the grid-searched
+    pair of the override file replaces the config's."""
+    import shutil
+
+    from strokezoo.data.layouts import modality_of
+
+    data, _ = cohort("isles2015-siss")
+    testing = tmp_path / "SISS2015_Testing"
+    shutil.copytree(data, testing)
+    for p in list(testing.rglob("*.nii*")):
+        if modality_of(p) == "label":
+            p.unlink()
+    bundle = tmp_path / "bundle"
+    shutil.copytree(CONFIGS.parent, bundle, ignore=shutil.ignore_patterns("models", "eval", "datalist.json", "cache"))
+    (bundle / "configs" / "postprocessing.json").write_text(json.dumps({"threshold": 0.4, "min_size": 50}, indent=4))
+    readme = (CONFIGS.parent / "docs" / "README.md").read_text()
+    assert ("--config_file \"['configs/inference.json','configs/postprocessing.json']\" --dataset_dir /data/SISS2015_Testing "
+            "--datalist testing_datalist.json") in readme
+    monkeypatch.chdir(bundle)
+    wf = ConfigWorkflow(config_file=["configs/inference.json", "configs/postprocessing.json"], workflow_type="inference",
+                        dataset_dir=str(testing), datalist="testing_datalist.json")
+    entries = wf.parser.get_parsed_content("entries")
+    listed = json.loads((bundle / "testing_datalist.json").read_text())
+    assert not listed["training"] and len(listed["testing"]) == len(entries) == 3
+    assert all("label" not in e and {"flair", "dwi"} <= set(e) for e in entries)
+    assert (wf.parser.get_parsed_content("threshold"), wf.parser.get_parsed_content("min_size")) == (0.4, 50)
