@@ -189,3 +189,23 @@ def test_hold_out_patients_keeps_a_patient_whole_and_on_one_side():
     assert len(hold_out_patients(entries, 0.0)[1]) == 2 and len(hold_out_patients(entries, 1.0)[0]) == 2
     with pytest.raises(ValueError, match="cannot hold any out"):
         hold_out_patients(entries[:2], 0.5)
+
+
+def test_a_case_with_rater_masks_only_is_labelled(cohort, tmp_path):
+    """Gómez et al.'s design (MICCAI 2023): training studies annotated by R1 alone, no consensus mask. A case with a
+    rater's masks but no ``_msk`` is a labelled training case; a case without any mask is a testing case."""
+    root, _ = cohort("isles2022")
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    subjects = sorted((data / "derivatives").iterdir())
+    for p in subjects[0].rglob("*_msk.nii.gz"):
+        if "_rater-" not in p.name or "_rater-R2" in p.name:
+            p.unlink()  # case 0: R1's ADC and DWI masks only
+    for p in subjects[1].rglob("*.nii.gz"):
+        p.unlink()  # case 1: no mask at all
+    d = build_datalist(data, tmp_path / "dl.json", layout="isles2022", folds=2)
+    training = {e["case_id"]: e for e in d["training"]}
+    assert len(training) == 2 and len(d["testing"]) == 1 and not d["failures"]
+    r1_only = next(e for e in training.values() if "label" not in e)
+    assert {k for k in r1_only if k.startswith("label")} == {"label_r1_adc", "label_r1_dwi"} and "fold" in r1_only
+    assert all(not k.startswith("label") for k in d["testing"][0])
