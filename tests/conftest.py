@@ -13,7 +13,7 @@ import pytest
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.demo import BUNDLES, config_files, cpu_overrides, train_bundle
+from strokezoo.demo import BUNDLES, config_files, cpu_overrides
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 
@@ -64,10 +64,34 @@ def cohort12(tmp_path_factory):
     return get
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs: int) -> None:
+    """Train ``bundle`` as its README says, in a copy of the bundle folder (``root``, the working directory):
+    ``python -m monai.bundle run training --config_file configs/<stage>`` for each training stage in turn (with the
+    bundle's demo override files), adding only ``--dataset_dir``, the datalist, the epochs and the CPU-sized keys of
+    :func:`strokezoo.demo.train_bundle` (validation fold 0 every 5 epochs, no augmentation)."""
+    import os
+    import shutil
+
+    shutil.copytree(REPO / "bundles" / bundle, root, ignore=shutil.ignore_patterns("models", "eval", "cache", "datalist.json"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
+    for stage in BUNDLES[bundle].stages:
+        files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides)]
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", files[0] if len(files) == 1 else str(files),
+               "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", str(epochs), "--val_interval", str(min(5, epochs)),
+               "--val_fold", "0", "--fold", "0", "--train#random_transforms", "[]"]
+        for k, v in cpu_overrides(bundle).items():
+            cmd += [f"--{k}", json.dumps(v)]
+        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-3000:]}"
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, cohort12):
     """``trained(bundle, epochs)`` -> (bundle_root, dataset_root, datalist) after a short CPU-sized training
-    run (:func:`strokezoo.demo.train_bundle`), cached."""
+    run with ``python -m monai.bundle run training`` from the bundle's folder (:func:`train_as_a_user`), cached."""
     done: dict[str, tuple[Path, Path, Path]] = {}
 
     def get(bundle: str, epochs: int = 40):
@@ -75,7 +99,7 @@ def trained(tmp_path_factory, cohort12):
             data, datalist = cohort12(bundle)
             digest = tree_digest(data)
             root = tmp_path_factory.mktemp(bundle) / "bundle"
-            train_bundle(bundle, data, datalist, root, epochs=epochs)
+            train_as_a_user(bundle, data, datalist, root, epochs=epochs)
             assert tree_digest(data) == digest, "training wrote into the dataset root"
             done[bundle] = (root, data, datalist)
         return done[bundle]
@@ -138,9 +162,9 @@ def untrained_checkpoint(bundle: str, path: Path, config: str = "train.json") ->
 
 def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path, **extra) -> dict:
     """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
-    would, with ``python -m monai.bundle run`` in a subprocess and the CPU-sized network (``extra``: more config
+    would, with ``python -m monai.bundle run evaluating`` in a subprocess and the CPU-sized network (``extra``: more config
     keys); returns the summary."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
            "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
            "--output_dir", str(out), "--metrics_dir", str(out / "metrics"), "--save_probabilities", "True", "--num_workers", "0"]
     for k, v in {**cpu_overrides(bundle), **extra}.items():

@@ -173,7 +173,7 @@ def export(bundle: str, out: str = "dist", weights: str | None = None, url: str 
     weights as models/model.pt (--weights PATH, default the bundle's own models/model.pt if any) and
     large_files.yml (sha256 of every large file; --url is where models/model.pt will be published, see
     docs/weights.md). Run it from the unpacked folder:
-    python -m monai.bundle run --config_file configs/inference.json --dataset_dir DATA
+    python -m monai.bundle run evaluating --config_file configs/inference.json --dataset_dir DATA
 
     Example:
         strokezoo export stroke_mri_crossattention_unet2d --out dist --weights runs/fold0/model.pt
