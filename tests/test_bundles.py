@@ -91,7 +91,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
         probe = tmp_path / f"probe_{Path(stage).stem}.json"
         probe.write_text(json.dumps({"run": ["$import rank_probe", f"$rank_probe.attach(@train#trainer, {str(probe_dir)!r})", "$@train#trainer.run()"]}))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-               "-m", "monai.bundle", "run", "--config_file", str([*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)]),
+               "-m", "monai.bundle", "run", "training", "--config_file", str([*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)]),
                "--meta_file", str(configs(bundle) / "metadata.json"), "--bundle_root", str(root), "--dataset_dir", str(data),
                "--datalist", str(datalist), "--epochs", "1", "--tracking", "mlflow"]
         for k, v in folds.items():
@@ -301,3 +301,34 @@ def test_torchscript_export_matches_eager(bundle, tmp_path):
         x = torch.rand(*s)
         with torch.no_grad():
             assert torch.allclose(scripted(x), eager(x), atol=1e-5), s
+
+
+_NOT_TRAINING = {"inference.json", "evaluate.json", "metadata.json", "ensemble.json", "fast.json"}
+
+
+def _combinations(bundle: str) -> tuple[list[list[str]], list[list[str]]]:
+    """Every training combination (each stage alone, with each override file, and multi-GPU with fine-tuning) and
+    every inference combination (alone, with each override that applies) of a bundle's configs."""
+    files = sorted(p.name for p in configs(bundle).glob("*.json"))
+    stages = list(BUNDLES[bundle].stages)
+    overrides = [f for f in files if f not in _NOT_TRAINING and f not in stages]
+    train = [[s] for s in stages] + [[s, o] for s in stages for o in overrides] + [[s, "multi_gpu_train.json", "finetune.json"] for s in stages]
+    infer_overrides = [f for f in files if f not in {"inference.json", "metadata.json", "ensemble.json", "multi_gpu_train.json", "finetune.json",
+                                                     "sequential.json", *stages}]
+    infer = [["inference.json"]] + [["inference.json", o] for o in infer_overrides] + [["inference.json", "evaluate.json", o] for o in infer_overrides if o != "evaluate.json"]
+    return train, infer
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_run_training_and_run_evaluating_exist_in_every_combination(bundle):
+    """``python -m monai.bundle run training`` / ``run evaluating`` (MONAI's and the model zoo's run ids) work with every
+    stage, variant, fine-tuning and multi-GPU combination: ``ConfigWorkflow.run`` refuses an id missing from the merged
+    config, and the id is the combination's own ``run`` (so an override of ``run``, e.g. multi-GPU's, is what it runs).
+    The training tests run ``run training`` for real (``tests/conftest.py::train_as_a_user``)."""
+    from monai.bundle import ConfigWorkflow
+
+    train, infer = _combinations(bundle)
+    assert len(train) >= 3 and len(infer) >= 2
+    for combo, run_id, kind in [*((c, "training", "train") for c in train), *((c, "evaluating", "inference") for c in infer)]:
+        wf = ConfigWorkflow(config_file=[str(configs(bundle) / f) for f in combo], workflow_type=kind, run_id=run_id)
+        assert run_id in wf.parser and wf.parser.get(run_id) == "@run" and wf.parser.get("run"), combo
