@@ -23,7 +23,7 @@ Peak memory: the measuring process's peak resident set (``ru_maxrss``; loader wo
 and, on a GPU, ``torch.cuda.max_memory_allocated``.
 
 ``--size paper`` runs the configs' own (the papers') network sizes; ``--size cpu`` the CPU-sized networks of the
-tests and ``make demo`` (``strokezoo.demo.cpu_overrides``, loader workers as shipped), whose fast steps are the harder
+tests and ``make demo`` (``configs/smoke.json``, loader workers as shipped), whose fast steps are the harder
 test of the loader.
 
     python benchmarks/bundle_perf.py --what train --size cpu
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 
 #: one line of a measuring process's stdout that carries its result
 MARK = "BUNDLE_PERF "

@@ -30,7 +30,7 @@ from monai.bundle import ConfigParser
 from strokezoo.data.layouts import discover_cases
 from strokezoo.data.stacked import stack_case
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.demo import BUNDLES, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, cpu_overrides
 from strokezoo.export import export_bundle, inference_keys
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 
@@ -68,22 +68,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs: int) -> None:
-    """Train ``bundle`` as its README says, in a copy of the bundle folder (``root``, the working directory):
-    ``python -m monai.bundle run training --config_file configs/<stage>`` for each training stage in turn (with the
-    bundle's demo override files), adding only ``--dataset_dir``, the datalist, the epochs and the CPU-sized keys of
-    :func:`strokezoo.demo.train_bundle` (validation fold 0 every 5 epochs, no augmentation)."""
+    """Train ``bundle`` as docs/bundles.md says for a first try, in a copy of the bundle folder (``root``, the working
+    directory): ``python -m monai.bundle run training --config_file "['configs/<stage>', ..., 'configs/smoke.json']"``
+    for each training stage in turn (with the bundle's smoke override files), adding only ``--dataset_dir``, the
+    datalist, the epochs and what :func:`strokezoo.demo.train_bundle` sets (validation fold 0 every 5 epochs, no
+    augmentation)."""
     import os
     import shutil
 
     shutil.copytree(REPO / "bundles" / bundle, root, ignore=shutil.ignore_patterns("models", "eval", "cache", "datalist.json"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
     for stage in BUNDLES[bundle].stages:
-        files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides)]
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", files[0] if len(files) == 1 else str(files),
+        files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides), "configs/smoke.json"]
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(files),
                "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", str(epochs), "--val_interval", str(min(5, epochs)),
                "--val_fold", "0", "--fold", "0", "--train#random_transforms", "[]"]
-        for k, v in cpu_overrides(bundle).items():
-            cmd += [f"--{k}", json.dumps(v)]
         r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-3000:]}"
 

@@ -21,7 +21,7 @@ from strokezoo.data.checks import InputCheck, check_entry
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.nifti import InputError
 from strokezoo.data.stacked import stack_case
-from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.export import inference_keys
 
 from conftest import tree_digest, untrained_checkpoint

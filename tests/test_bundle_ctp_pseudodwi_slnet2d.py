@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigWorkflow
 
-from strokezoo.demo import config_files, cpu_overrides
+from strokezoo.bundle_info import config_files, cpu_overrides
 
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 

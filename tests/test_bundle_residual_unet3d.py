@@ -13,7 +13,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.demo import cpu_overrides
+from strokezoo.bundle_info import cpu_overrides
 
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 

@@ -15,7 +15,7 @@ import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.demo import BUNDLES, config_files, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 
 from conftest import untrained_checkpoint
 
@@ -332,3 +332,44 @@ def test_run_training_and_run_evaluating_exist_in_every_combination(bundle):
     for combo, run_id, kind in [*((c, "training", "train") for c in train), *((c, "evaluating", "inference") for c in infer)]:
         wf = ConfigWorkflow(config_file=[str(configs(bundle) / f) for f in combo], workflow_type=kind, run_id=run_id)
         assert run_id in wf.parser and wf.parser.get(run_id) == "@run" and wf.parser.get("run"), combo
+
+
+_BASE = ("train.json", "train_transformer.json", "inference.json")
+
+
+def _unknown_override_keys(bundle: str, override: dict) -> list[str]:
+    """Keys of ``override`` that name nothing in the bundle's base configs (training stages and inference.json) and
+    that no config of the bundle references as ``@key``: MONAI adds such a key silently, so a misspelt override
+    would do nothing. ``_desc_`` notes and ``+`` merge keys (checked without the ``+``) are allowed, and so is a new
+    argument of an existing component (``train#dataloader#sampler``: a misspelt one fails loudly when built)."""
+    from monai.bundle import ConfigParser
+
+    base: dict = {}
+    for name in _BASE:
+        if (configs(bundle) / name).is_file():
+            base.update(json.loads((configs(bundle) / name).read_text()))
+    parser = ConfigParser(base)
+    used = " ".join(p.read_text() for p in configs(bundle).glob("*.json"))
+    unknown = []
+    for key in override:
+        path = key.lstrip("+")
+        parent = path.rpartition("#")[0]
+        if key.startswith("_") or path in parser or f"@{path}" in used:
+            continue
+        if parent and parent in parser and isinstance(parser[parent], dict) and "_target_" in parser[parent]:
+            continue
+        unknown.append(key)
+    return unknown
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_every_key_of_every_override_file_exists_in_the_config_it_overrides(bundle):
+    """smoke.json, the variants, apis/spes/two_rater, multi_gpu_train, finetune, sequential, fast: each key is one the
+    base configs have (or a knob the file introduces and a config uses, e.g. finetune_from)."""
+    overrides = [p for p in sorted(configs(bundle).glob("*.json")) if p.name not in {*_BASE, "metadata.json", "evaluate.json", "ensemble.json"}]
+    assert any(p.name == "smoke.json" for p in overrides) and len(overrides) >= 3
+    for p in overrides:
+        assert _unknown_override_keys(bundle, json.loads(p.read_text())) == [], p
+    assert _unknown_override_keys(bundle, {"learnig_rate": 1e-3, "image_sise": 64, "train#trainr#max_epochs": 2}) == [
+        "learnig_rate", "image_sise", "train#trainr#max_epochs"]  # misspelt keys are caught
+    assert set(cpu_overrides(bundle)) <= set(json.loads((configs(bundle) / "smoke.json").read_text()))

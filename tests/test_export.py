@@ -21,7 +21,7 @@ import nibabel as nib
 import pytest
 import torch
 
-from strokezoo.demo import BUNDLES, bundles_dir, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, bundles_dir, cpu_overrides
 from strokezoo.export import export_bundle, sha256
 
 from conftest import tree_digest, untrained_checkpoint

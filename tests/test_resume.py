@@ -17,7 +17,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from strokezoo.demo import cpu_overrides
+from strokezoo.bundle_info import cpu_overrides
 from strokezoo.engines import ResumeCheckpoint, SaveBestNetwork
 
 from test_bundles import configs, small_training_setup

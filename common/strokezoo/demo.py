@@ -5,70 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import NamedTuple
 
-__all__ = ["run_demo", "train_bundle", "train_and_evaluate_bundle", "cpu_overrides", "config_files", "DemoBundle", "BUNDLES", "CPU_OVERRIDES"]
+from .bundle_info import BUNDLES, config_files, cpu_overrides
+
+__all__ = ["run_demo", "train_bundle", "train_and_evaluate_bundle"]
 
 _STEPS = (
     # layout, rule, what the rule is
     ("isles2022", "adc", "ADC < 620e-6 mm^2/s"),
     ("isles2018", "rcbf", "CBF < 30 % of the healthy hemisphere (20-60 HU tissue)"),
 )
-
-
-#: CPU-sized training: a narrow net on 64x64 slices, a short schedule without augmentation, lr 1e-3 (at the
-#: papers' 5e-3 the narrow net does not cross the 0.5 threshold within 40 epochs)
-CPU_OVERRIDES = {"image_size": 64, "features": [8, 16, 32, 64, 128, 256], "batch_size": 8, "num_workers": 0, "warmup_epochs": 2, "learning_rate": 1e-3}
-
-class DemoBundle(NamedTuple):
-    """How the demo and the tests train a bundle on a synthetic cohort."""
-
-    layout: str  #: release layout of its synthetic cohort
-    overrides: tuple[str, ...] = ()  #: override files on top of its configs
-    cpu: dict = {}  #: CPU-sized keys on top of :data:`CPU_OVERRIDES`
-    stages: tuple[str, ...] = ("train.json",)  #: training configs, run in this order
-
-
-#: The cross-domain net runs two encoders and two decoders over 29-slice volumes: five levels instead of six halve
-#: its step time on a CPU, and lr 3e-3 lets it learn within the short run.
-BUNDLES = {
-    "stroke_mri_crossattention_unet2d": DemoBundle("isles2017"),
-    "stroke_ct_boundary_attention_unet2d": DemoBundle("isles2018"),
-    "stroke_dwi_crossdomain_unet2d": DemoBundle("isles2022", ("two_rater.json",), {"features": [8, 16, 32, 64, 128], "learning_rate": 3e-3}),
-    # 3D patches: 8 base filters, 100 patches per case, dense inference every 8x8x4 voxels, lesions of the small
-    # synthetic volumes (~100 voxels) kept by S_min 10
-    "stroke_mri_residual_unet3d": DemoBundle("isles2015-siss", (), {"base_features": 8, "num_patches": 100, "batch_size": 16, "extraction_step": [8, 8, 4],
-                                                                     "patch_batch_size": 256, "min_size": 10}),
-    # two stages: a 2-layer, 32-wide transformer on 16x16-pixel patches (100 per case), then a 8...64-channel U-Net; a
-    # third of the training patients held out, so that the small cohort's validation Dice is not one patient's
-    "stroke_ctp_transformer_unet2d": DemoBundle("isles2018", (), {"patch_size": 16, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "projected_length": 8,
-                                                                   "mlp_dim": 64, "num_patches": 100, "patch_batch_size": 32, "features": [8, 16, 32, 64],
-                                                                   "transformer_learning_rate": 1e-3, "unet_learning_rate": 0.05, "val_fraction": 0.3},
-                                                ("train_transformer.json", "train.json")),
-    # three five-level U-Nets of 8...128 channels, the paper's batch of 5, RMSprop 5e-3 (at the paper's 2e-3 the
-    # narrow SLNet of a 10-epoch run still predicts a fifth of the slab); a third of the training patients held out
-    "stroke_ctp_pseudodwi_slnet2d": DemoBundle("isles2018", (), {"unet_features": [8, 16, 32, 64, 128], "features": [8, 16, 32, 64, 128],
-                                                                  "batch_size": 5, "learning_rate": 5e-3, "val_fraction": 0.3}),
-}
-
-
-def cpu_overrides(bundle: str) -> dict:
-    """The CPU-sized config keys of ``bundle`` for the demo and the tests."""
-    return {**CPU_OVERRIDES, **BUNDLES[bundle].cpu}
-
-
-def config_files(bundle: str, *names: str) -> list[str]:
-    """Paths of ``names`` in the bundle's configs/, followed by the bundle's demo override files."""
-    configs = bundles_dir() / bundle / "configs"
-    return [str(configs / n) for n in (*names, *BUNDLES[bundle].overrides)]
-
-
-def bundles_dir() -> Path:
-    """The repository's ``bundles/`` folder (the demo runs from a clone)."""
-    d = Path(__file__).resolve().parents[2] / "bundles"
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: no bundles folder; the demo needs a clone of the repository")
-    return d
 
 
 def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> Path:
@@ -136,7 +82,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         print(f"{layout}: done in {time.perf_counter() - t0:.0f} s")
     lines += ["", "Means over all cases (n = cases) unless a count follows in brackets. HD95 is the median over the cases with both masks non-empty. "
               "Per-case tables and each evaluation's conventions: evaluation/<cohort>/metrics.csv, summary.json; montages: *.png."]
-    lines += ["", f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: {CPU_OVERRIDES}, per bundle: strokezoo.demo.BUNDLES)", "",
+    lines += ["", f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: each bundle's configs/smoke.json)", "",
               "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.", "",
               "| bundle | cohort | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |", "|---|---|---|---|---|---|---|---|"]
     for bundle, (layout, *_) in BUNDLES.items():

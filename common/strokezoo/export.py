@@ -74,7 +74,7 @@ def _vendored_config(text: str) -> str:
 
 def bundle_folder(bundle: str | os.PathLike) -> Path:
     """``bundle`` if it is a bundle folder, else the repository's ``bundles/<bundle>``."""
-    from .demo import bundles_dir
+    from .bundle_info import bundles_dir
 
     root = Path(bundle)
     if not root.is_dir():

@@ -1,0 +1,76 @@
+"""What each bundle of the repository says about itself, read from its own files.
+
+- ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order) and ``smoke_configs``
+  (override files a first, CPU-sized run adds to every config, e.g. the two-rater targets of the cross-domain
+  bundle, whose synthetic cohort has two raters);
+- ``configs/smoke.json``: the CPU-sized keys of that run (narrow networks, small batches, no workers), which the
+  tests, ``make demo`` and a user's first try use: ``--config_file "['configs/train.json','configs/smoke.json']"``;
+- the first training config's ``layout``: the release layout the bundle reads.
+
+The demo, the tests and ``strokezoo export`` use this module; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["BundleInfo", "BUNDLES", "bundles_dir", "config_files", "cpu_overrides", "describe"]
+
+
+class BundleInfo(NamedTuple):
+    """A bundle's release layout, training stages and smoke-run override files."""
+
+    layout: str
+    stages: tuple[str, ...]
+    overrides: tuple[str, ...]
+
+
+def bundles_dir() -> Path:
+    """The repository's ``bundles/`` folder (the demo and the tests run from a clone)."""
+    d = Path(__file__).resolve().parents[2] / "bundles"
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: no bundles folder; this needs a clone of the repository")
+    return d
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the bundle's description ({e})") from None
+
+
+@cache
+def describe(bundle: str) -> BundleInfo:
+    """``bundle``'s :class:`BundleInfo`, from its metadata.json and first training config."""
+    configs = bundles_dir() / bundle / "configs"
+    meta = _read(configs / "metadata.json")
+    stages = tuple(meta.get("training_stages", ("train.json",)))
+    layout = _read(configs / stages[0]).get("layout")
+    if not isinstance(layout, str):
+        raise ValueError(f"{configs / stages[0]}: no 'layout' key naming the release layout")
+    return BundleInfo(layout, stages, tuple(meta.get("smoke_configs", ())))
+
+
+def cpu_overrides(bundle: str) -> dict:
+    """The CPU-sized keys of ``bundle`` (its ``configs/smoke.json``, without the ``_desc_`` that explains them)."""
+    return {k: v for k, v in _read(bundles_dir() / bundle / "configs" / "smoke.json").items() if not k.startswith("_")}
+
+
+def config_files(bundle: str, *names: str) -> list[str]:
+    """Paths of ``names`` in the bundle's configs/, followed by its smoke-run override files."""
+    configs = bundles_dir() / bundle / "configs"
+    return [str(configs / n) for n in (*names, *describe(bundle).overrides)]
+
+
+def _all() -> dict[str, BundleInfo]:
+    root = Path(__file__).resolve().parents[2] / "bundles"
+    names = sorted(p.name for p in root.iterdir() if (p / "configs" / "metadata.json").is_file()) if root.is_dir() else []
+    return {n: describe(n) for n in names}
+
+
+#: every bundle of the repository (empty where strokezoo runs outside a clone)
+BUNDLES: dict[str, BundleInfo] = _all()
