@@ -21,6 +21,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/strokezoo demo --out $(DEMO_DIR)
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -n 2 --dist worksteal -q tests
 
 # MONAI Label serving every exported bundle (integration/test_monailabel.py; docs/monailabel.md). Not part of

@@ -79,8 +79,14 @@ def sync(device: torch.device) -> None:
 
 def common_overrides(a: argparse.Namespace, out: Path, data: Path, datalist: Path) -> dict:
     size = {k: v for k, v in cpu_overrides(a.bundle).items() if k != "num_workers"} if a.size == "cpu" else {}
-    return {"bundle_root": str(out), "dataset_dir": str(data), "datalist": str(datalist), "device": f"$torch.device('{a.device}')",
-            **size, **{k: json.loads(v) for k, v in (o.split("=", 1) for o in a.set)}}
+    return {
+        "bundle_root": str(out),
+        "dataset_dir": str(data),
+        "datalist": str(datalist),
+        "device": f"$torch.device('{a.device}')",
+        **size,
+        **{k: json.loads(v) for k, v in (o.split("=", 1) for o in a.set)},
+    }
 
 
 def measure_train(a: argparse.Namespace, out: Path, data: Path, datalist: Path) -> list[dict]:
@@ -111,9 +117,21 @@ def measure_train(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
             pass
         loader_only = (time.perf_counter() - t) / steps
         if a.loader_only:
-            rows.append({"bundle": a.bundle, "what": "loader", "stage": stage, "size": a.size, "steps": steps, "batches_per_epoch": len(loader),
-                         "batch_shape": tuple(_batch["image"].shape), "dataset_build_s": round(build_s, 1), "loader_only_s": round(loader_only, 4),
-                         "num_workers": loader.num_workers, **peak_memory(device)})
+            rows.append(
+                {
+                    "bundle": a.bundle,
+                    "what": "loader",
+                    "stage": stage,
+                    "size": a.size,
+                    "steps": steps,
+                    "batches_per_epoch": len(loader),
+                    "batch_shape": tuple(_batch["image"].shape),
+                    "dataset_build_s": round(build_s, 1),
+                    "loader_only_s": round(loader_only, 4),
+                    "num_workers": loader.num_workers,
+                    **peak_memory(device),
+                }
+            )
             wf.finalize()
             continue
         stamps: list[float] = []
@@ -135,9 +153,24 @@ def measure_train(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
         batch = kept["batch"]
         first = batch[0] if isinstance(batch, (list, tuple)) else batch
         shape = tuple(first["image"].shape) if isinstance(first, dict) else None
-        rows.append({"bundle": a.bundle, "what": "train", "stage": stage, "size": a.size, "steps": steps, "batches_per_epoch": len(loader),
-                     "batch_shape": shape, "dataset_build_s": round(build_s, 1), "step_real_s": round(real, 4), "step_memory_s": round(memory, 4), "loader_only_s": round(loader_only, 4),
-                     "ratio": round(real / memory, 3), "num_workers": loader.num_workers, **peak_memory(device)})
+        rows.append(
+            {
+                "bundle": a.bundle,
+                "what": "train",
+                "stage": stage,
+                "size": a.size,
+                "steps": steps,
+                "batches_per_epoch": len(loader),
+                "batch_shape": shape,
+                "dataset_build_s": round(build_s, 1),
+                "step_real_s": round(real, 4),
+                "step_memory_s": round(memory, 4),
+                "loader_only_s": round(loader_only, 4),
+                "ratio": round(real / memory, 3),
+                "num_workers": loader.num_workers,
+                **peak_memory(device),
+            }
+        )
         wf.finalize()
     return rows
 
@@ -147,10 +180,15 @@ def measure_infer(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
     from monai.bundle import ConfigWorkflow
 
     device = torch.device(a.device)
-    wf = ConfigWorkflow(config_file=config_files(a.bundle, "inference.json", *a.configs), workflow_type="inference",
-                        output_dir=str(out / "eval"), amp=a.amp, channels_last=a.channels_last,
-                        entries=f"$strokezoo.data.datalist.select_entries(@datalist_path, 'training')[:{a.cases}]",
-                        **common_overrides(a, out, data, datalist))
+    wf = ConfigWorkflow(
+        config_file=config_files(a.bundle, "inference.json", *a.configs),
+        workflow_type="inference",
+        output_dir=str(out / "eval"),
+        amp=a.amp,
+        channels_last=a.channels_last,
+        entries=f"$strokezoo.data.datalist.select_entries(@datalist_path, 'training')[:{a.cases}]",
+        **common_overrides(a, out, data, datalist),
+    )
     wf.initialize()
     p = wf.parser
     ckpt = Path(p.get_parsed_content("ckpt_path"))
@@ -174,9 +212,23 @@ def measure_infer(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
     written = sorted(q.name for q in (out / "eval").rglob("*.nii.gz"))
     if len(per_case) != a.cases or not written:
         raise SystemExit(f"{a.bundle}: {len(per_case)} of {a.cases} cases ran, {len(written)} files written")
-    return [{"bundle": a.bundle, "what": "infer", "configs": a.configs, "size": a.size, "amp": a.amp, "channels_last": a.channels_last,
-             "cases": a.cases, "input_shape": shapes[0], "s_per_volume": round(sum(per_case) / len(per_case), 2), "first_case_s": round(per_case[0], 2),
-             "per_case_s": [round(x, 2) for x in per_case], "files_written": len(written), **peak_memory(device)}]
+    return [
+        {
+            "bundle": a.bundle,
+            "what": "infer",
+            "configs": a.configs,
+            "size": a.size,
+            "amp": a.amp,
+            "channels_last": a.channels_last,
+            "cases": a.cases,
+            "input_shape": shapes[0],
+            "s_per_volume": round(sum(per_case) / len(per_case), 2),
+            "first_case_s": round(per_case[0], 2),
+            "per_case_s": [round(x, 2) for x in per_case],
+            "files_written": len(written),
+            **peak_memory(device),
+        }
+    ]
 
 
 def one(a: argparse.Namespace) -> None:
@@ -218,7 +270,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--bundle", bundle, "--what", what]
             t = time.perf_counter()
             run = subprocess.run(cmd, capture_output=True, text=True)
-            rows = [json.loads(line[len(MARK):]) for line in run.stdout.splitlines() if line.startswith(MARK)]
+            rows = [json.loads(line[len(MARK) :]) for line in run.stdout.splitlines() if line.startswith(MARK)]
             if run.returncode or not rows:
                 failed.append(f"{bundle} {what}: exit {run.returncode}\n{run.stderr[-3000:]}")
                 print(f"FAILED {bundle} {what} (exit {run.returncode})", flush=True)

@@ -52,8 +52,10 @@ def main() -> None:
     keep[tuple(centres[:n].T)] = True
     crop[0][~keep & (crop[0] > 0)] = 0.0  # only the chosen centres pass the brain test
     crop = crop.to(device)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}; volume {SHAPE}x8, {total} brain patch centres, timing {n}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"torch {torch.__version__}; volume {SHAPE}x8, {total} brain patch centres, timing {n}"
+    )
     inferer = DensePatchInferer(batch_size=a.batch)
     padded = torch.nn.functional.pad(crop, (8, 7, 12, 11, 12, 11))
     chosen = patch_centres(crop, (4, 4, 1))
@@ -79,8 +81,10 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         med = statistics.median(times)
         rates[name] = len(chosen) / med
-        print(f"{name}: {med:.3f} s for {len(chosen)} patches = {rates[name]:.0f} patches/s -> "
-              f"{'measured' if n == total else 'extrapolated'} {total / rates[name]:.1f} s/volume")
+        print(
+            f"{name}: {med:.3f} s for {len(chosen)} patches = {rates[name]:.0f} patches/s -> "
+            f"{'measured' if n == total else 'extrapolated'} {total / rates[name]:.1f} s/volume"
+        )
     print(f"speed-up batched / loop: {rates['batched'] / rates['batch-1 loop']:.1f}x")
 
 

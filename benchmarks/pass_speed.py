@@ -54,8 +54,16 @@ def untracked(repeats: int) -> None:
 
     from strokezoo.transforms import CentralPixelsd
 
-    t = Compose([SqueezeDimd(["image", "label"], dim=-1), CentralPixelsd("label", size=2), RandFlipd("image", prob=0.5, spatial_axis=0),
-                 RandFlipd("image", prob=0.5, spatial_axis=1), RandRotate90d("image", prob=0.75, max_k=3), EnsureTyped(["image", "label"], track_meta=False)])
+    t = Compose(
+        [
+            SqueezeDimd(["image", "label"], dim=-1),
+            CentralPixelsd("label", size=2),
+            RandFlipd("image", prob=0.5, spatial_axis=0),
+            RandFlipd("image", prob=0.5, spatial_axis=1),
+            RandRotate90d("image", prob=0.75, max_k=3),
+            EnsureTyped(["image", "label"], track_meta=False),
+        ]
+    )
     sample = {"image": torch.randn(64, 32, 32, 1), "label": torch.zeros(1, 32, 32, 1)}
 
     def many() -> None:
@@ -105,8 +113,12 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})")
     for what in a.what:
-        {"precision": lambda: precision(device, a.repeats), "untracked": lambda: untracked(a.repeats),
-         "tfa_chunks": lambda: tfa_chunks(device, a.repeats), "registration": lambda: registration(1)}[what]()
+        {
+            "precision": lambda: precision(device, a.repeats),
+            "untracked": lambda: untracked(a.repeats),
+            "tfa_chunks": lambda: tfa_chunks(device, a.repeats),
+            "registration": lambda: registration(1),
+        }[what]()
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import contextlib
 
 import torch
 from monai.inferers import SliceInferer
+from tfa_map_speed import median_time  # noqa: E402  (sibling script: run from the repository root)
 
 from strokezoo.losses import PseudoDWILoss
 from strokezoo.networks import ContextEncoder, PseudoDWISLNet, SLNet, xavier_init
 from strokezoo.transforms import PerfusionFeaturesd, lesion_weight_map
-from tfa_map_speed import median_time  # noqa: E402  (sibling script: run from the repository root)
 
 
 def framework() -> PseudoDWISLNet:
@@ -42,16 +42,21 @@ def main() -> None:
     torch.manual_seed(0)
     net = framework().to(device)
     params = sum(p.numel() for p in net.parameters()) / 1e6
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{params:.2f} M parameters, amp {'bf16' if a.amp else 'off'}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"{params:.2f} M parameters, amp {'bf16' if a.amp else 'off'}"
+    )
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if a.amp else contextlib.nullcontext()
 
     label = torch.zeros(a.batch, 1, 256, 256)
     label[:, :, 100:140, 90:150] = 1
-    target = {"label": label.to(device), "dwi": (0.3 + 0.5 * label + 0.05 * torch.rand_like(label)).to(device),
-              "weight": torch.as_tensor(lesion_weight_map(label[:, 0].numpy()))[:, None].to(device)}
+    target = {
+        "label": label.to(device),
+        "dwi": (0.3 + 0.5 * label + 0.05 * torch.rand_like(label)).to(device),
+        "weight": torch.as_tensor(lesion_weight_map(label[:, 0].numpy()))[:, None].to(device),
+    }
     x = torch.randn(a.batch, 11, 256, 256, device=device)
     loss_fn = PseudoDWILoss()
     opt = torch.optim.RMSprop(net.parameters(), lr=2e-3)

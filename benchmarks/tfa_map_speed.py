@@ -57,8 +57,10 @@ def main() -> None:
     size, step, p = 256, 2, net.patch_size
     rows = size if a.rows <= 0 else a.rows
     part = torch.rand(1, 64, rows, size, device=device)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}; slice {size}x{size}x64, timing {rows} rows = {-(-rows // step) * (size // step)} of {(size // step) ** 2} patches")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"torch {torch.__version__}; slice {size}x{size}x64, timing {rows} rows = {-(-rows // step) * (size // step)} of {(size // step) ** 2} patches"
+    )
 
     top, bottom, _ = tfa_padding(rows, p, step)
     left, right, _ = tfa_padding(size, p, step)
@@ -78,12 +80,15 @@ def main() -> None:
     for name, fn in (("batched", batched), ("per-patch loop", loop)):
         med = median_time(fn, device, a.repeats)
         rates[name] = n / med
-        print(f"TFA {name}: {med:.3f} s for {n} patches = {rates[name]:.0f} patches/s -> "
-              f"{'measured' if rows == size else 'extrapolated'} {(size // step) ** 2 / rates[name]:.2f} s/slice")
+        print(
+            f"TFA {name}: {med:.3f} s for {n} patches = {rates[name]:.0f} patches/s -> "
+            f"{'measured' if rows == size else 'extrapolated'} {(size // step) ** 2 / rates[name]:.2f} s/slice"
+        )
     print(f"speed-up batched / loop: {rates['batched'] / rates['per-patch loop']:.1f}x")
 
-    unet = DynUNet(2, 3, 2, kernel_size=[3] * 4, strides=[1, 2, 2, 2], upsample_kernel_size=[2] * 3, filters=[64, 128, 256, 512],
-                   norm_name="batch", act_name="relu").to(device)
+    unet = DynUNet(
+        2, 3, 2, kernel_size=[3] * 4, strides=[1, 2, 2, 2], upsample_kernel_size=[2] * 3, filters=[64, 128, 256, 512], norm_name="batch", act_name="relu"
+    ).to(device)
     unet.eval()
     model = TFAUNet(net, unet, step, a.batch).to(device).eval()
     volume = torch.rand(a.slices, 64, size, size, device=device)

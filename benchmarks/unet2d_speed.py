@@ -43,8 +43,11 @@ def crossdomain_case(c: int, classes: int):
 
 #: net -> {volume: ((channels, H, W, D), classes)}, the builder of (network, loss, target channels), paper batch
 NETS = {
-    "attention": ({"isles2018-like 256x256x8, 5 ch, 3 classes": ((5, 256, 256, 8), 3), "isles2017-like 192x192x24, 3 ch, 1 class": ((3, 192, 192, 24), 1)},
-                  attention_case, 32),
+    "attention": (
+        {"isles2018-like 256x256x8, 5 ch, 3 classes": ((5, 256, 256, 8), 3), "isles2017-like 192x192x24, 3 ch, 1 class": ((3, 192, 192, 24), 1)},
+        attention_case,
+        32,
+    ),
     "crossdomain": ({"isles2022-like 112x112x73, ADC+DWI, 2 outputs": ((2, 112, 112, 73), 1)}, crossdomain_case, 16),
 }
 
@@ -77,8 +80,10 @@ def main() -> None:
     a = ap.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"bf16 {a.bf16}, channels_last {a.channels_last}, torch {torch.__version__}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"bf16 {a.bf16}, channels_last {a.channels_last}, torch {torch.__version__}"
+    )
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     for net_name in a.nets:
         volumes, build, paper_batch = NETS[net_name]
@@ -114,8 +119,10 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             t_step = timed(step, device, a.repeats)
             peak = f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else ""
-            print(f"{name}: inference {statistics.median(t_inf):.3f} s/volume; training {batch / statistics.median(t_step):.1f} images/s "
-                  f"(step {statistics.median(t_step):.3f} s, batch {batch}){peak}")
+            print(
+                f"{name}: inference {statistics.median(t_inf):.3f} s/volume; training {batch / statistics.median(t_step):.1f} images/s "
+                f"(step {statistics.median(t_step):.3f} s, batch {batch}){peak}"
+            )
 
 
 if __name__ == "__main__":

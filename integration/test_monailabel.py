@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
+from strokezoo.bundle_info import BUNDLES, cpu_overrides
 from strokezoo.data.layouts import discover_cases
 from strokezoo.data.stacked import stack_case
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.bundle_info import BUNDLES, cpu_overrides
 from strokezoo.export import export_bundle, inference_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,9 +92,35 @@ def test_monaibundle_app_serves_every_bundle_on_stacked_studies(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = os.pathsep.join([str(MONAILABEL.parent), env.get("PATH", "")])  # the script runs `python -m monailabel.main`
     server = subprocess.Popen(
-        [str(MONAILABEL), "start_server", "--app", str(app), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port),
-         "--conf", "models", ",".join(BUNDLES), "--conf", "zoo_source", "github", "--conf", "sam2", "false", "--conf", "skip_trainers", "true"],
-        stdout=log, stderr=subprocess.STDOUT, env={**env, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}, cwd=tmp_path)
+        [
+            str(MONAILABEL),
+            "start_server",
+            "--app",
+            str(app),
+            "--studies",
+            str(studies),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--conf",
+            "models",
+            ",".join(BUNDLES),
+            "--conf",
+            "zoo_source",
+            "github",
+            "--conf",
+            "sam2",
+            "false",
+            "--conf",
+            "skip_trainers",
+            "true",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**env, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"},
+        cwd=tmp_path,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
 from strokezoo.data.synth import synthesize_cohort
-from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 
@@ -80,9 +80,29 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
     for stage in BUNDLES[bundle].stages:
         files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides), "configs/smoke.json"]
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(files),
-               "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", str(epochs), "--val_interval", str(min(5, epochs)),
-               "--val_fold", "0", "--fold", "0", "--train#random_transforms", "[]"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            str(files),
+            "--dataset_dir",
+            str(data),
+            "--datalist",
+            str(datalist),
+            "--epochs",
+            str(epochs),
+            "--val_interval",
+            str(min(5, epochs)),
+            "--val_fold",
+            "0",
+            "--fold",
+            "0",
+            "--train#random_transforms",
+            "[]",
+        ]
         r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-3000:]}"
 
@@ -109,10 +129,14 @@ def trained(tmp_path_factory, cohort12):
 #: Seconds the longest tests took in one `make test` run (2 cores), by test function. Only the order of the run
 #: depends on them: started first, they do not leave one worker busy long after the other ran out of tests.
 LONGEST_TESTS_S = {
-    "test_both_stages_beat_untrained_models": 290, "test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble": 270,
-    "test_training_beats_the_untrained_net_on_both_modalities_and_both_raters": 150, "test_multi_gpu_config_runs_two_processes_on_cpu": 60,
-    "test_end_to_end_training_beats_the_untrained_networks": 110, "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid": 90,
-    "test_demo_writes_report": 80, "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal": 25,
+    "test_both_stages_beat_untrained_models": 290,
+    "test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble": 270,
+    "test_training_beats_the_untrained_net_on_both_modalities_and_both_raters": 150,
+    "test_multi_gpu_config_runs_two_processes_on_cpu": 60,
+    "test_end_to_end_training_beats_the_untrained_networks": 110,
+    "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid": 90,
+    "test_demo_writes_report": 80,
+    "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal": 25,
     "test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs": 35,
 }
 
@@ -163,9 +187,31 @@ def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, chec
     """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
     would, with ``python -m monai.bundle run evaluating`` in a subprocess and the CPU-sized network (``extra``: more config
     keys); returns the summary."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", str(config_files(bundle, "inference.json", "evaluate.json")),
-           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--ckpt_path", str(checkpoint),
-           "--output_dir", str(out), "--metrics_dir", str(out / "metrics"), "--save_probabilities", "True", "--num_workers", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "evaluating",
+        "--config_file",
+        str(config_files(bundle, "inference.json", "evaluate.json")),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(data),
+        "--datalist",
+        str(datalist),
+        "--ckpt_path",
+        str(checkpoint),
+        "--output_dir",
+        str(out),
+        "--metrics_dir",
+        str(out / "metrics"),
+        "--save_probabilities",
+        "True",
+        "--num_workers",
+        "0",
+    ]
     for k, v in {**cpu_overrides(bundle), **extra}.items():
         cmd += [f"--{k}", str(v) if isinstance(v, bool) else json.dumps(v)]  # fire reads "true" as a string, "True" as a bool
     subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)

@@ -35,8 +35,16 @@ def attach(trainer: Engine, out_dir: str) -> None:
     @trainer.on(Events.EPOCH_STARTED)
     def record_indices(engine: Engine) -> None:
         loader = engine.data_loader
-        _append(log, {"epoch": engine.state.epoch, "indices": [int(i) for i in loader.sampler], "dataset_size": len(loader.dataset),
-                      "batch_size": loader.batch_size, "drop_last": loader.drop_last})
+        _append(
+            log,
+            {
+                "epoch": engine.state.epoch,
+                "indices": [int(i) for i in loader.sampler],
+                "dataset_size": len(loader.dataset),
+                "batch_size": loader.batch_size,
+                "drop_last": loader.drop_last,
+            },
+        )
 
     done = {"iterations": 0}
 

@@ -17,11 +17,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.data.checks import InputCheck, check_entry
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.nifti import InputError
 from strokezoo.data.stacked import stack_case
-from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.export import inference_keys
 
 from conftest import tree_digest, untrained_checkpoint
@@ -65,13 +65,17 @@ def bad_variants(entry: dict, keys: list[str], where: Path, with_accepted: bool 
         def make(src, dst):
             dst.write_bytes(content(src))
             return str(dst)
+
         return make
 
     refused["zero_byte"] = (variant("zero_byte", first, write(lambda s: b"")), "empty file (0 bytes)")
     refused["truncated"] = (variant("truncated", first, write(lambda s: Path(s).read_bytes()[: len(Path(s).read_bytes()) // 2])), "")
     refused["not_nifti"] = (variant("not_nifti", first, write(lambda s: b"GIF89a not an image at all " * 50)), "not a readable NIfTI file")
     refused["missing_file"] = (variant("missing_file", first, lambda s, d: str(d)), "file does not exist")
-    refused["nan_voxels"] = (variant("nan_voxels", first, lambda s, d: _rewrite(s, d, data=lambda a: np.where(np.indices(a.shape).sum(0) == 3, np.nan, a))), "NaN or Inf")
+    refused["nan_voxels"] = (
+        variant("nan_voxels", first, lambda s, d: _rewrite(s, d, data=lambda a: np.where(np.indices(a.shape).sum(0) == 3, np.nan, a))),
+        "NaN or Inf",
+    )
     refused["all_zero"] = (variant("all_zero", first, lambda s, d: _rewrite(s, d, data=np.zeros_like)), "all voxels are zero")
     refused["two_d"] = (variant("two_d", first, lambda s, d: _rewrite(s, d, data=lambda a: a[:, :, 0])), "expected")
     refused["huge_header"] = (variant("huge_header", first, _huge_header), "implausible shape")
@@ -109,9 +113,30 @@ def test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal(bundle, tmp_
     checkpoint = untrained_checkpoint(bundle, tmp_path / "models" / "model.pt", "inference.json")
     out = tmp_path / "out"
     batch = [good, *accepted.values(), *(e for e, _ in refused.values())]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files(bundle, "inference.json")), "--bundle_root", str(tmp_path),
-           "--dataset_dir", str(data), "--datalist", str(tmp_path / "datalist.json"), "--ckpt_path", str(checkpoint), "--output_dir", str(out),
-           "--entries", json.dumps(batch), "--save_probabilities", "True", "--save_tfa", "True"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(config_files(bundle, "inference.json")),
+        "--bundle_root",
+        str(tmp_path),
+        "--dataset_dir",
+        str(data),
+        "--datalist",
+        str(tmp_path / "datalist.json"),
+        "--ckpt_path",
+        str(checkpoint),
+        "--output_dir",
+        str(out),
+        "--entries",
+        json.dumps(batch),
+        "--save_probabilities",
+        "True",
+        "--save_tfa",
+        "True",
+    ]
     # fp32 (amp False): the stacked study's voxels equal the files' only to float rounding, which bf16 rounding can
     # carry across the 0.5 threshold of an untrained net; bf16 inference is tested in test_mixed_precision.py and by
     # every bundle test, which run the default inferer
@@ -187,15 +212,22 @@ def test_evaluate_scores_what_it_can_refuses_a_label_that_is_not_a_mask_and_exit
     for e in entries:
         shutil.copy(e["label"], pred / (e["case_id"] + (".nii.gz" if e["label"].endswith(".gz") else ".nii")))
     scaled, empty, three = entries
-    for entry, values in ((scaled, lambda a: (a > 0).astype(np.uint8) * 255), (empty, np.zeros_like), (three, lambda a: np.where(np.indices(a.shape).sum(0) == 0, 2, a > 0).astype(np.uint8))):
+    for entry, values in (
+        (scaled, lambda a: (a > 0).astype(np.uint8) * 255),
+        (empty, np.zeros_like),
+        (three, lambda a: np.where(np.indices(a.shape).sum(0) == 0, 2, a > 0).astype(np.uint8)),
+    ):
         img = nib.load(entry["label"])
         arr = values(np.asanyarray(img.dataobj))
         if entry is scaled:
             arr[tuple(s // 2 for s in arr.shape)] = 255  # at least one lesion voxel
         nib.save(nib.Nifti1Image(arr.astype(np.uint8), img.affine), entry["label"])
     before = tree_digest(data)
-    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "evaluate", "--pred", str(pred), "--ref", str(tmp_path / "datalist.json"), "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "evaluate", "--pred", str(pred), "--ref", str(tmp_path / "datalist.json"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1, r.stderr[-2000:]
     assert f"cannot evaluate {three['case_id']}: {three['label']}: label is not binary: values [0, 1, 2]" in r.stderr
     assert f"{scaled['label']}: label stored as {{0, 255}} (scaled integer?); binarised as > 0" in r.stderr

@@ -12,8 +12,8 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from strokezoo.data.datalist import build_datalist
 from strokezoo.bundle_info import cpu_overrides
+from strokezoo.data.datalist import build_datalist
 
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
@@ -32,10 +32,17 @@ def two_rater_datalist(cohort, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "override,modalities,decoder_attention,encoder_attention",
-    [(None, ["adc", "dwi"], True, False), ("dual_v2.json", ["adc", "dwi"], False, True), ("dual_v3.json", ["adc", "dwi"], True, True),
-     ("unimodal_adc.json", ["adc"], True, False), ("unimodal_dwi.json", ["dwi"], True, False)],
+    [
+        (None, ["adc", "dwi"], True, False),
+        ("dual_v2.json", ["adc", "dwi"], False, True),
+        ("dual_v3.json", ["adc", "dwi"], True, True),
+        ("unimodal_adc.json", ["adc"], True, False),
+        ("unimodal_dwi.json", ["dwi"], True, False),
+    ],
 )
-def test_variants_are_small_overrides_with_their_own_inputs_and_targets(override, modalities, decoder_attention, encoder_attention, two_rater_datalist, tmp_path):
+def test_variants_are_small_overrides_with_their_own_inputs_and_targets(
+    override, modalities, decoder_attention, encoder_attention, two_rater_datalist, tmp_path
+):
     data, datalist = two_rater_datalist
     files = [str(CONFIGS / "train.json"), str(CONFIGS / "two_rater.json")] + ([str(CONFIGS / override)] if override else [])
     wf = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
@@ -50,8 +57,14 @@ def test_variants_are_small_overrides_with_their_own_inputs_and_targets(override
 
 def test_targets_are_the_raters_masks_per_modality(two_rater_datalist, tmp_path):
     data, datalist = two_rater_datalist
-    wf = ConfigWorkflow(config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "two_rater.json")], workflow_type="train",
-                        bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "two_rater.json")],
+        workflow_type="train",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **CPU,
+    )
     wf.initialize()
     val = wf.parser.get_parsed_content("validate#dataset")
     entries = {e["case_id"]: e for e in json.loads(datalist.read_text())["training"]}
@@ -59,14 +72,21 @@ def test_targets_are_the_raters_masks_per_modality(two_rater_datalist, tmp_path)
         e = entries[item["case_id"]]
         for c, key in enumerate(("label_r1_adc", "label_r1_dwi")):
             assert np.array_equal(np.asarray(item["label"][c]) > 0, np.asarray(nib.load(e[key]).dataobj) > 0)
-    unimodal = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in ("train.json", "two_rater.json", "unimodal_dwi.json")], workflow_type="train",
-                              bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    unimodal = ConfigWorkflow(
+        config_file=[str(CONFIGS / f) for f in ("train.json", "two_rater.json", "unimodal_dwi.json")],
+        workflow_type="train",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **CPU,
+    )
     unimodal.initialize()
     item = unimodal.parser.get_parsed_content("validate#dataset")[0]
     assert item["image"].shape[0] == item["label"].shape[0] == 1
     assert np.array_equal(np.asarray(item["label"][0]) > 0, np.asarray(nib.load(entries[item["case_id"]]["label_r1_dwi"]).dataobj) > 0)
-    default = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(tmp_path),
-                             dataset_dir=str(data), datalist=str(datalist), **CPU)
+    default = ConfigWorkflow(
+        config_file=str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU
+    )
     default.initialize()
     item = default.parser.get_parsed_content("validate#dataset")[0]
     consensus = np.asarray(nib.load(entries[item["case_id"]]["label"]).dataobj) > 0
@@ -90,7 +110,10 @@ def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(tra
         return s["metrics"][m][r]["dice"]["mean"]
 
     for r in ("R1", "R2"):  # R2 was never seen in training
-        assert np.mean([dice(after, m, r) for m in ("adc", "dwi")]) > np.mean([dice(before, m, r) for m in ("adc", "dwi")]) + 0.1, (after["metrics"], before["metrics"])
+        assert np.mean([dice(after, m, r) for m in ("adc", "dwi")]) > np.mean([dice(before, m, r) for m in ("adc", "dwi")]) + 0.1, (
+            after["metrics"],
+            before["metrics"],
+        )
         assert dice(after, "dwi", r) > dice(before, "dwi", r) + 0.1
     assert set(after["agreement"]) >= {"kappa_adc_R1_R2", "kappa_dwi_R1_R2", "kappa_R1_adc_dwi", "kappa_R2_adc_dwi"}
     assert (tmp_path / "trained" / "metrics" / "bland_altman.png").exists()
@@ -116,8 +139,14 @@ def test_the_evaluated_fold_is_held_out_of_training_and_validation(cohort12, tmp
     assert (train.parser.get_parsed_content("val_fold"), train.parser.get_parsed_content("fold")) == (0, 1)
     trained_on = {e["case_id"] for e in train.parser.get_parsed_content("train#dataset#data")}
     selected_on = {e["case_id"] for e in train.parser.get_parsed_content("validate#dataset#data")}
-    infer = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in ("inference.json", "evaluate.json", "two_rater.json")], workflow_type="inference",
-                           bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **CPU)
+    infer = ConfigWorkflow(
+        config_file=[str(CONFIGS / f) for f in ("inference.json", "evaluate.json", "two_rater.json")],
+        workflow_type="inference",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **CPU,
+    )
     scored = {e["case_id"] for e in infer.parser.get_parsed_content("entries")}
     assert scored == {e["case_id"] for e in entries if e["fold"] == 1} and scored
     assert not scored & (trained_on | selected_on) and not trained_on & selected_on

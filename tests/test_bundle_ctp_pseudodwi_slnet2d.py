@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -54,9 +53,16 @@ def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
     # sequential variant, second stage: from the end-to-end checkpoint, one epoch of the generator alone
     stage = tmp_path / "sequential"
     shutil.copytree(root / "models", stage / "models")
-    wf = ConfigWorkflow(config_file=config_files(BUNDLE, "train.json", "sequential.json"), workflow_type="train", bundle_root=str(stage),
-                        dataset_dir=str(data), datalist=str(datalist), epochs=1, train_parts=["generator"],
-                        **{"train#random_transforms": [], **CPU, "num_workers": 0})
+    wf = ConfigWorkflow(
+        config_file=config_files(BUNDLE, "train.json", "sequential.json"),
+        workflow_type="train",
+        bundle_root=str(stage),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        epochs=1,
+        train_parts=["generator"],
+        **{"train#random_transforms": [], **CPU, "num_workers": 0},
+    )
     wf.initialize()
     assert not wf.check_properties()
     assert wf.parser.get_parsed_content("key_metric_name") == "val_psnr_pseudo_dwi"

@@ -40,8 +40,16 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
     after = infer_and_evaluate(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", save_tfa=True, amp=True)
     bf16_fp32_mask_dice(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", tmp_path / "fp32")
     untrained_transformer = untrained_checkpoint(BUNDLE, tmp_path / "untrained_transformer.pt", "train_transformer.json")
-    before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"), tmp_path / "untrained",
-                                save_tfa=True, transformer_path=str(untrained_transformer))
+    before = infer_and_evaluate(
+        BUNDLE,
+        root,
+        data,
+        datalist,
+        untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"),
+        tmp_path / "untrained",
+        save_tfa=True,
+        transformer_path=str(untrained_transformer),
+    )
     assert tree_digest(data) == digest
 
     entries = [e for e in json.loads(datalist.read_text())["training"] if e["fold"] == 0]
@@ -65,8 +73,14 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
         assert tfa.min() >= 0.0 and tfa.max() <= 1.0 and np.array_equal(baseline > 0, tfa >= cut)  # AsDiscreted(threshold=cut)
 
     # the second stage's config, once its transformer exists
-    wf = ConfigWorkflow(config_file=config_files(BUNDLE, "train.json"), workflow_type="train", bundle_root=str(root), dataset_dir=str(data),
-                        datalist=str(datalist), **{**CPU, "num_workers": 0})
+    wf = ConfigWorkflow(
+        config_file=config_files(BUNDLE, "train.json"),
+        workflow_type="train",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **{**CPU, "num_workers": 0},
+    )
     wf.initialize()
     assert not wf.check_properties()
 
@@ -74,16 +88,29 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
     ens = ConfigWorkflow(config_file=str(CONFIGS / "ensemble.json"), workflow_type="infer", bundle_root=str(root), ensemble_folds=[0])
     ens.initialize()
     ens.run()
-    infer = ConfigWorkflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference", bundle_root=str(root), dataset_dir=str(data),
-                           datalist=str(datalist), ensemble_folds=[0], **CPU)
+    infer = ConfigWorkflow(
+        config_file=str(CONFIGS / "inference.json"),
+        workflow_type="inference",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        ensemble_folds=[0],
+        **CPU,
+    )
     infer.initialize()
     infer.parser.get_parsed_content("network_def").load_state_dict(torch.load(root / "models" / "model.pt", weights_only=True))  # strict
 
 
 def test_stage_b_refuses_to_start_without_its_transformer(cohort12, tmp_path):
     data, datalist = cohort12(BUNDLE)
-    wf = ConfigWorkflow(config_file=config_files(BUNDLE, "train.json"), workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data),
-                        datalist=str(datalist), **{**CPU, "num_workers": 0})
+    wf = ConfigWorkflow(
+        config_file=config_files(BUNDLE, "train.json"),
+        workflow_type="train",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **{**CPU, "num_workers": 0},
+    )
     wf.initialize()
     try:
         wf.parser.get_parsed_content("train#deterministic_transforms")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from strokezoo.data.datalist import build_datalist
 from strokezoo.bundle_info import cpu_overrides
+from strokezoo.data.datalist import build_datalist
 
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
@@ -27,8 +27,14 @@ def test_spes_override_takes_seven_modalities_and_their_symmetric_copies(cohort,
     datalist = tmp_path / "datalist.json"
     build_datalist(data, datalist, layout="isles2015-spes", folds=3)
     digest = tree_digest(data)
-    wf = ConfigWorkflow(config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "spes.json")], workflow_type="train", bundle_root=str(tmp_path),
-                        dataset_dir=str(data), datalist=str(datalist), **{**CPU, "num_patches": 10})
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "spes.json")],
+        workflow_type="train",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **{**CPU, "num_patches": 10},
+    )
     wf.initialize()
     assert not wf.check_properties()
     assert wf.parser.get_parsed_content("network_def").input_conv.in_channels == 14
@@ -55,9 +61,17 @@ def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(traine
             assert out.shape == ref.shape and np.allclose(out.affine, ref.affine, atol=1e-4) and out.get_data_dtype() == dtype
 
     # the whole-volume fast mode (fast.json): same grid, Dice close to the exact dense patch mode
-    fast = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in ("inference.json", "evaluate.json", "fast.json")], workflow_type="inference",
-                          bundle_root=str(root), dataset_dir=str(data), datalist=str(datalist), ckpt_path=str(ckpt), output_dir=str(tmp_path / "fast"),
-                          metrics_dir=str(tmp_path / "fast" / "metrics"), **CPU)
+    fast = ConfigWorkflow(
+        config_file=[str(CONFIGS / f) for f in ("inference.json", "evaluate.json", "fast.json")],
+        workflow_type="inference",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        ckpt_path=str(ckpt),
+        output_dir=str(tmp_path / "fast"),
+        metrics_dir=str(tmp_path / "fast" / "metrics"),
+        **CPU,
+    )
     fast.initialize()
     fast.run()
     fast.finalize()
@@ -71,8 +85,15 @@ def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(traine
         wf.run()
 
     ensemble(ensemble_folds=[0])
-    infer = ConfigWorkflow(config_file=str(CONFIGS / "inference.json"), workflow_type="inference", bundle_root=str(root), dataset_dir=str(data),
-                           datalist=str(datalist), ensemble_folds=[0], **CPU)
+    infer = ConfigWorkflow(
+        config_file=str(CONFIGS / "inference.json"),
+        workflow_type="inference",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        ensemble_folds=[0],
+        **CPU,
+    )
     infer.initialize()
     state = torch.load(root / "models" / "model.pt", weights_only=True)
     infer.parser.get_parsed_content("network_def").load_state_dict(state)  # strict: every key of the one fold, nothing else
@@ -100,11 +121,16 @@ def test_the_readme_testing_command_reads_the_released_testing_folder(cohort, tm
     shutil.copytree(CONFIGS.parent, bundle, ignore=shutil.ignore_patterns("models", "eval", "datalist.json", "cache"))
     (bundle / "configs" / "postprocessing.json").write_text(json.dumps({"threshold": 0.4, "min_size": 50}, indent=4))
     readme = (CONFIGS.parent / "docs" / "README.md").read_text()
-    assert ("--config_file \"['configs/inference.json','configs/postprocessing.json']\" --dataset_dir /data/SISS2015_Testing "
-            "--datalist testing_datalist.json") in readme
+    assert (
+        "--config_file \"['configs/inference.json','configs/postprocessing.json']\" --dataset_dir /data/SISS2015_Testing --datalist testing_datalist.json"
+    ) in readme
     monkeypatch.chdir(bundle)
-    wf = ConfigWorkflow(config_file=["configs/inference.json", "configs/postprocessing.json"], workflow_type="inference",
-                        dataset_dir=str(testing), datalist="testing_datalist.json")
+    wf = ConfigWorkflow(
+        config_file=["configs/inference.json", "configs/postprocessing.json"],
+        workflow_type="inference",
+        dataset_dir=str(testing),
+        datalist="testing_datalist.json",
+    )
     entries = wf.parser.get_parsed_content("entries")
     listed = json.loads((bundle / "testing_datalist.json").read_text())
     assert not listed["training"] and len(listed["testing"]) == len(entries) == 3

@@ -14,8 +14,8 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
-from strokezoo.data.datalist import build_datalist
 from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
+from strokezoo.data.datalist import build_datalist
 
 from conftest import untrained_checkpoint
 
@@ -49,14 +49,25 @@ def test_check_properties(bundle, kind, tmp_path, cohort):
     inference, and evaluation (evaluate.json over inference.json), on a 3-case cohort; see
     :func:`small_training_setup` for the folds."""
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
-    config = {"train": [str(configs(bundle) / BUNDLES[bundle].stages[0])], "inference": [str(configs(bundle) / "inference.json")],
-              "evaluate": [str(configs(bundle) / "inference.json"), str(configs(bundle) / "evaluate.json")]}[kind]
+    config = {
+        "train": [str(configs(bundle) / BUNDLES[bundle].stages[0])],
+        "inference": [str(configs(bundle) / "inference.json")],
+        "evaluate": [str(configs(bundle) / "inference.json"), str(configs(bundle) / "evaluate.json")],
+    }[kind]
     if kind == "evaluate":  # it scores the cases of `fold`: a non-empty one
         folds = {**folds, "fold": folds["val_fold"]}
-    wf = ConfigWorkflow(config_file=config, workflow_type="train" if kind == "train" else "inference", meta_file=str(configs(bundle) / "metadata.json"),
-                        logging_file=str(configs(bundle) / "logging.conf"), bundle_root=str(tmp_path), dataset_dir=str(data),
-                        datalist=str(datalist), datalist_split="training", **folds,
-                        **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})})
+    wf = ConfigWorkflow(
+        config_file=config,
+        workflow_type="train" if kind == "train" else "inference",
+        meta_file=str(configs(bundle) / "metadata.json"),
+        logging_file=str(configs(bundle) / "logging.conf"),
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        datalist_split="training",
+        **folds,
+        **{"num_workers": 0, **(cpu_overrides(bundle) if kind == "train" else {})},
+    )
     wf.initialize()
     assert not wf.check_properties()
 
@@ -65,8 +76,9 @@ def test_check_properties(bundle, kind, tmp_path, cohort):
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_metadata_and_network_in_out(bundle, tmp_path):
     verify_metadata(meta_file=str(configs(bundle) / "metadata.json"), filepath=str(REPO / "bundles" / "metadata_schema.json"))
-    verify_net_in_out(net_id="network_def", meta_file=str(configs(bundle) / "metadata.json"),
-                      config_file=str(configs(bundle) / "inference.json"), device="cpu", n=1, any=1)
+    verify_net_in_out(
+        net_id="network_def", meta_file=str(configs(bundle) / "metadata.json"), config_file=str(configs(bundle) / "inference.json"), device="cpu", n=1, any=1
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -90,10 +102,32 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
         probe_dir = tmp_path / "probe" / Path(stage).stem
         probe = tmp_path / f"probe_{Path(stage).stem}.json"
         probe.write_text(json.dumps({"run": ["$import rank_probe", f"$rank_probe.attach(@train#trainer, {str(probe_dir)!r})", "$@train#trainer.run()"]}))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-               "-m", "monai.bundle", "run", "training", "--config_file", str([*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)]),
-               "--meta_file", str(configs(bundle) / "metadata.json"), "--bundle_root", str(root), "--dataset_dir", str(data),
-               "--datalist", str(datalist), "--epochs", "1", "--tracking", "mlflow"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            str([*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)]),
+            "--meta_file",
+            str(configs(bundle) / "metadata.json"),
+            "--bundle_root",
+            str(root),
+            "--dataset_dir",
+            str(data),
+            "--datalist",
+            str(datalist),
+            "--epochs",
+            "1",
+            "--tracking",
+            "mlflow",
+        ]
         for k, v in folds.items():
             cmd += [f"--{k}", str(v)]
         for k, v in cpu_overrides(bundle).items():
@@ -146,8 +180,28 @@ def test_a_training_run_shows_a_progress_bar_and_logs_to_tensorboard_and_mlflow(
     bundle = "stroke_mri_crossattention_unet2d"
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
     root = tmp_path / "bundle"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs(bundle) / "train.json"), "--meta_file", str(configs(bundle) / "metadata.json"),
-           "--bundle_root", str(root), "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", "2", "--val_interval", "1", "--tracking", "mlflow"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs(bundle) / "train.json"),
+        "--meta_file",
+        str(configs(bundle) / "metadata.json"),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(data),
+        "--datalist",
+        str(datalist),
+        "--epochs",
+        "2",
+        "--val_interval",
+        "1",
+        "--tracking",
+        "mlflow",
+    ]
     for k, v in {**folds, **cpu_overrides(bundle)}.items():
         cmd += [f"--{k}", json.dumps(v)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -260,10 +314,21 @@ def test_predictions_stay_on_an_lps_or_oblique_input_grid(bundle, tmp_path, coho
     build_datalist(data, datalist, layout=BUNDLES[bundle].layout, folds=3)
     checkpoint = tmp_path / "models" / "model.pt"
     untrained_checkpoint(bundle, checkpoint, "inference.json")
-    wf = ConfigWorkflow(config_file=config_files(bundle, "inference.json"), workflow_type="infer", bundle_root=str(tmp_path), dataset_dir=str(data),
-                        datalist=str(datalist), datalist_split="training", output_dir=str(tmp_path / "out"), ckpt_path=str(checkpoint),
-                        **{**cpu_overrides(bundle), "num_workers": 0, "dataset#data": [e for e in json.loads(datalist.read_text())["training"]
-                                                                                       if e["case_id"] in {x["case_id"] for x in entries}]})
+    wf = ConfigWorkflow(
+        config_file=config_files(bundle, "inference.json"),
+        workflow_type="infer",
+        bundle_root=str(tmp_path),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        datalist_split="training",
+        output_dir=str(tmp_path / "out"),
+        ckpt_path=str(checkpoint),
+        **{
+            **cpu_overrides(bundle),
+            "num_workers": 0,
+            "dataset#data": [e for e in json.loads(datalist.read_text())["training"] if e["case_id"] in {x["case_id"] for x in entries}],
+        },
+    )
     wf.initialize()
     wf.run()
     for entry, how in zip(entries, ("lps", "oblique")):
@@ -287,8 +352,17 @@ def test_torchscript_export_matches_eager(bundle, tmp_path):
     shape = [1, image["num_channels"], *image["spatial_shape"]]
     checkpoint = untrained_checkpoint(bundle, tmp_path / "model.pt", "inference.json")
     cpu = {k: v for k, v in cpu_overrides(bundle).items() if k != "num_workers"}
-    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(checkpoint), meta_file=str(configs(bundle) / "metadata.json"),
-                config_file=str(configs(bundle) / "inference.json"), use_trace=True, input_shape=shape, bundle_root=str(tmp_path), **cpu)
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(checkpoint),
+        meta_file=str(configs(bundle) / "metadata.json"),
+        config_file=str(configs(bundle) / "inference.json"),
+        use_trace=True,
+        input_shape=shape,
+        bundle_root=str(tmp_path),
+        **cpu,
+    )
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     wf = ConfigWorkflow(config_file=str(configs(bundle) / "inference.json"), workflow_type="infer", bundle_root=str(tmp_path), **cpu)
     eager = wf.parser.get_parsed_content("network_def").eval()
@@ -313,9 +387,14 @@ def _combinations(bundle: str) -> tuple[list[list[str]], list[list[str]]]:
     stages = list(BUNDLES[bundle].stages)
     overrides = [f for f in files if f not in _NOT_TRAINING and f not in stages]
     train = [[s] for s in stages] + [[s, o] for s in stages for o in overrides] + [[s, "multi_gpu_train.json", "finetune.json"] for s in stages]
-    infer_overrides = [f for f in files if f not in {"inference.json", "metadata.json", "ensemble.json", "multi_gpu_train.json", "finetune.json",
-                                                     "sequential.json", *stages}]
-    infer = [["inference.json"]] + [["inference.json", o] for o in infer_overrides] + [["inference.json", "evaluate.json", o] for o in infer_overrides if o != "evaluate.json"]
+    infer_overrides = [
+        f for f in files if f not in {"inference.json", "metadata.json", "ensemble.json", "multi_gpu_train.json", "finetune.json", "sequential.json", *stages}
+    ]
+    infer = (
+        [["inference.json"]]
+        + [["inference.json", o] for o in infer_overrides]
+        + [["inference.json", "evaluate.json", o] for o in infer_overrides if o != "evaluate.json"]
+    )
     return train, infer
 
 
@@ -371,5 +450,8 @@ def test_every_key_of_every_override_file_exists_in_the_config_it_overrides(bund
     for p in overrides:
         assert _unknown_override_keys(bundle, json.loads(p.read_text())) == [], p
     assert _unknown_override_keys(bundle, {"learnig_rate": 1e-3, "image_sise": 64, "train#trainr#max_epochs": 2}) == [
-        "learnig_rate", "image_sise", "train#trainr#max_epochs"]  # misspelt keys are caught
+        "learnig_rate",
+        "image_sise",
+        "train#trainr#max_epochs",
+    ]  # misspelt keys are caught
     assert set(cpu_overrides(bundle)) <= set(json.loads((configs(bundle) / "smoke.json").read_text()))

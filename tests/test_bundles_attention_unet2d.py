@@ -12,8 +12,8 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from strokezoo.data.datalist import build_datalist
 from strokezoo.bundle_info import cpu_overrides
+from strokezoo.data.datalist import build_datalist
 
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
@@ -31,8 +31,9 @@ def test_apis_override_reads_the_apis_layout(tmp_path, cohort):
     build_datalist(data, datalist, layout="apis", folds=2)
     bundle = "stroke_ct_boundary_attention_unet2d"
     files = [str(configs(bundle) / "train.json"), str(configs(bundle) / "apis.json")]
-    wf = ConfigWorkflow(config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist),
-                        **cpu_overrides(bundle))
+    wf = ConfigWorkflow(
+        config_file=files, workflow_type="train", bundle_root=str(tmp_path), dataset_dir=str(data), datalist=str(datalist), **cpu_overrides(bundle)
+    )
     wf.initialize()
     assert not wf.check_properties()
     assert wf.parser.get_parsed_content("network_def").encoder.blocks[0].conv1.conv.in_channels == 1  # NCCT only

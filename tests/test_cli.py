@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tree_digest
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.nifti import InputError, load_nifti
+
+from conftest import tree_digest
 
 CLI = [sys.executable, "-m", "strokezoo.cli"]
 
@@ -113,7 +114,9 @@ def test_demo_writes_report(tmp_path):
     assert "| stroke_mri_crossattention_unet2d | isles2017 |" in text and "| stroke_ct_boundary_attention_unet2d | isles2018 |" in text
     assert "| stroke_dwi_crossdomain_unet2d (ADC vs R1) | isles2022 |" in text and "| stroke_dwi_crossdomain_unet2d (DWI vs R2) | isles2022 |" in text
     assert "| stroke_mri_residual_unet3d | isles2015-siss |" in text
-    assert "| stroke_ctp_transformer_unet2d | isles2018 |" in text and "| stroke_ctp_transformer_unet2d (Threshold: TFA ≥ 0.5, our choice) | isles2018 |" in text
+    assert (
+        "| stroke_ctp_transformer_unet2d | isles2018 |" in text and "| stroke_ctp_transformer_unet2d (Threshold: TFA ≥ 0.5, our choice) | isles2018 |" in text
+    )
     assert "| stroke_ctp_pseudodwi_slnet2d | isles2018 |" in text
     assert len(list((tmp_path / "demo").glob("*.png"))) == 8  # two cohorts, six bundles
     assert (tmp_path / "demo" / "bundles" / "stroke_mri_crossattention_unet2d" / "models" / "model.pt").is_file()
@@ -144,8 +147,7 @@ def test_evaluate_synthesized_images(cohort, tmp_path):
         dwi = load_nifti(e["dwi"])
         noisy = dwi.data + rng.normal(0, 5.0, dwi.data.shape).astype(np.float32)
         save_nifti(noisy, dwi.affine, tmp_path / "img" / f"{e['case_id']}_pseudo_dwi.nii.gz")
-    r = run("evaluate", "--pred", tmp_path / "pred", "--ref", dl, "--out", tmp_path / "eval",
-            "--image_pred", tmp_path / "img", "--image_key", "dwi")
+    r = run("evaluate", "--pred", tmp_path / "pred", "--ref", dl, "--out", tmp_path / "eval", "--image_pred", tmp_path / "img", "--image_key", "dwi")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "eval" / "metrics.csv").open()))
     for row, e in zip(rows, entries):

@@ -11,11 +11,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ALL_LAYOUTS, tree_digest
 
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS, detect_layout
 from strokezoo.data.nifti import InputError
+
+from conftest import ALL_LAYOUTS, tree_digest
 
 
 @pytest.mark.parametrize("layout", ALL_LAYOUTS)
@@ -96,7 +97,9 @@ def test_bad_cases_reported_good_ones_kept(cohort, tmp_path):
     assert len(d["training"]) + len(d["testing"]) == len(list((root / "TRAINING").iterdir())) + len(list((root / "TESTING").iterdir())) - 2
     assert tree_digest(root) == before
     # The command line exits non-zero and names the files.
-    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "datalist", "--root", str(root), "--out", str(tmp_path / "c.json")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "datalist", "--root", str(root), "--out", str(tmp_path / "c.json")], capture_output=True, text=True
+    )
     assert r.returncode == 1 and str(cbf) in r.stderr
 
 

@@ -92,8 +92,21 @@ def test_exported_bundle_runs_inference_without_strokezoo(cohort, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(cohort(BUNDLES[BUNDLE].layout)[0], data)
     digest = tree_digest(data)
-    cmd = ["-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
-           "--datalist", str(tmp_path / "datalist.json"), "--datalist_split", "training", "--output_dir", str(tmp_path / "out")]
+    cmd = [
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--dataset_dir",
+        str(data),
+        "--datalist",
+        str(tmp_path / "datalist.json"),
+        "--datalist_split",
+        "training",
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     for k, v in {**cpu_overrides(BUNDLE), "num_workers": 0}.items():
         cmd += [f"--{k}", json.dumps(v)]
     r = bare_python(*cmd, cwd=folder)
@@ -111,15 +124,16 @@ def test_weights_download_by_hash_and_bundle_download_and_load(server, tmp_path)
     # large_files.yml -> python -m monai.bundle download_large_files
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    (bundle / "large_files.yml").write_text(f'large_files:\n  - path: "models/model.pt"\n    url: "{base}/model.pt"\n'
-                                            f'    hash_val: "{sha256(weights)}"\n    hash_type: "sha256"\n')
+    (bundle / "large_files.yml").write_text(
+        f'large_files:\n  - path: "models/model.pt"\n    url: "{base}/model.pt"\n    hash_val: "{sha256(weights)}"\n    hash_type: "sha256"\n'
+    )
     r = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(bundle)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (bundle / "models" / "model.pt").read_bytes() == weights.read_bytes()
     # a corrupted file on the server is refused by its hash
     corrupted = tmp_path / "corrupted"
     corrupted.mkdir()
-    (corrupted / "large_files.yml").write_text((bundle / "large_files.yml").read_text().replace("/model.pt\"", "/broken.pt\""))
+    (corrupted / "large_files.yml").write_text((bundle / "large_files.yml").read_text().replace('/model.pt"', '/broken.pt"'))
     (served / "broken.pt").write_bytes(weights.read_bytes()[:-10] + b"0123456789")
     r = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(corrupted)], capture_output=True, text=True)
     assert r.returncode != 0 and "hash" in r.stderr.lower()
@@ -129,14 +143,19 @@ def test_weights_download_by_hash_and_bundle_download_and_load(server, tmp_path)
     export_bundle(BUNDLE, served, weights=weights)
     zip_name = next(p.name for p in served.glob("*.zip"))
     downloads = tmp_path / "downloads"
-    r = subprocess.run([sys.executable, "-m", "monai.bundle", "download", "--name", BUNDLE, "--bundle_dir", str(downloads),
-                        "--url", f"{base}/{zip_name}"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "download", "--name", BUNDLE, "--bundle_dir", str(downloads), "--url", f"{base}/{zip_name}"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     override = {"features": cpu_overrides(BUNDLE)["features"]}
-    script = (f"import json, torch; from monai.bundle import load\n"
-              f"net = load({BUNDLE!r}, bundle_dir={str(downloads)!r}, workflow_type='inference', device='cpu', net_override={override!r})\n"
-              f"ref = torch.load({str(weights)!r}, weights_only=True)\n"
-              f"print(all(torch.equal(v, ref[k]) for k, v in net.state_dict().items()), len(ref) == len(net.state_dict()))")
+    script = (
+        f"import json, torch; from monai.bundle import load\n"
+        f"net = load({BUNDLE!r}, bundle_dir={str(downloads)!r}, workflow_type='inference', device='cpu', net_override={override!r})\n"
+        f"ref = torch.load({str(weights)!r}, weights_only=True)\n"
+        f"print(all(torch.equal(v, ref[k]) for k, v in net.state_dict().items()), len(ref) == len(net.state_dict()))"
+    )
     r = bare_python("-c", script, cwd=downloads / BUNDLE)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[-2:] == ["True", "True"]

@@ -25,13 +25,15 @@ def volumes(n=2):
 
 
 #: the paper's five anatomically feasible operations, the same for image and label
-FEASIBLE = OneOf([
-    Identityd(["image", "label"]),
-    Flipd(["image", "label"], spatial_axis=0),
-    Rotate90d(["image", "label"], k=1, spatial_axes=(0, 1)),
-    Rotate90d(["image", "label"], k=2, spatial_axes=(0, 1)),
-    Rotate90d(["image", "label"], k=3, spatial_axes=(0, 1)),
-])
+FEASIBLE = OneOf(
+    [
+        Identityd(["image", "label"]),
+        Flipd(["image", "label"], spatial_axis=0),
+        Rotate90d(["image", "label"], k=1, spatial_axes=(0, 1)),
+        Rotate90d(["image", "label"], k=2, spatial_axes=(0, 1)),
+        Rotate90d(["image", "label"], k=3, spatial_axes=(0, 1)),
+    ]
+)
 
 
 def test_half_the_patches_hold_lesion_and_patches_are_the_volume_around_their_centre():
@@ -71,8 +73,7 @@ def test_samples_are_transformed_untracked_with_the_same_values_and_tracking_is_
     from strokezoo.data.cached_volumes import apply_untracked
 
     random = [Compose([RandFlipd(["image", "label"], prob=0.5, spatial_axis=0), RandRotate90d(["image", "label"], prob=0.75, max_k=3)])]
-    ds = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0,
-                              lesion_transform=FEASIBLE, transform=random[0])
+    ds = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0, lesion_transform=FEASIBLE, transform=random[0])
     for t in (FEASIBLE, random[0]):
         t.set_random_state(seed=0)
     untracked = [ds[i] for i in range(len(ds))]

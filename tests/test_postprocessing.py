@@ -125,6 +125,9 @@ def test_pooled_table1_row_at_the_chosen_pair(cv_maps, tmp_path):
 def test_cli_reports_a_missing_map_and_still_searches(cv_maps, tmp_path):
     probs, ref = cv_maps
     (probs / "c2_prob.nii.gz").unlink()
-    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "grid-search", "--probs", str(probs), "--ref", str(ref), "--out", str(tmp_path / "g")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "grid-search", "--probs", str(probs), "--ref", str(ref), "--out", str(tmp_path / "g")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "c2_prob.nii.gz: no probability map" in r.stderr and "over 2 cases" in r.stdout

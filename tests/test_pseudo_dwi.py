@@ -76,8 +76,7 @@ def test_switchable_norm_reduces_to_instance_layer_and_batch_norm(which):
     with torch.no_grad():
         sn.mean_weight.copy_(torch.eye(3)[which] * 50)
         sn.var_weight.copy_(torch.eye(3)[which] * 50)
-    expected = [F.instance_norm(x, eps=1e-5), F.layer_norm(x, x.shape[1:], eps=1e-5),
-                F.batch_norm(x, None, None, training=True, eps=1e-5)][which]
+    expected = [F.instance_norm(x, eps=1e-5), F.layer_norm(x, x.shape[1:], eps=1e-5), F.batch_norm(x, None, None, training=True, eps=1e-5)][which]
     assert torch.allclose(sn(x), expected, atol=1e-4)
 
 
@@ -112,8 +111,15 @@ def test_switchable_norm_mixes_statistics_and_keeps_running_batch_statistics():
     assert isinstance(get_norm_layer("switchable", 2, 8), SwitchableNorm)  # MONAI's Norm factory knows it
 
 
-@pytest.mark.parametrize("row, norm, se, millions", [("UNet", "batch", False, 31.04), ("SLNet", "switchable", True, 33.84),
-                                                     ("SLNet w/o SE", "switchable", False, 31.04), ("SLNet w/o SN", "batch", True, 33.84)])
+@pytest.mark.parametrize(
+    "row, norm, se, millions",
+    [
+        ("UNet", "batch", False, 31.04),
+        ("SLNet", "switchable", True, 33.84),
+        ("SLNet w/o SE", "switchable", False, 31.04),
+        ("SLNet w/o SN", "batch", True, 33.84),
+    ],
+)
 def test_parameter_counts_match_table_3(row, norm, se, millions):
     net = SLNet(in_channels=1, out_channels=2, norm=norm, squeeze_excitation=se)
     count = sum(p.numel() for p in net.parameters()) / 1e6
@@ -151,8 +157,9 @@ def test_weighted_cross_entropy_and_synthesis_loss_by_hand():
     assert float(weighted_cross_entropy(logits, label, weight)) == pytest.approx(float((weight * ce).sum() / weight.sum()), rel=1e-5)
     image, reference = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
     code, code_ref = torch.randn(2, 16), torch.randn(2, 16)
-    expected = np.mean([np.sqrt(((weight[i] * (image[i] - reference[i])) ** 2).sum().item())
-                        + 1.2 * (code[i] - code_ref[i]).abs().sum().item() for i in range(2)])
+    expected = np.mean(
+        [np.sqrt(((weight[i] * (image[i] - reference[i])) ** 2).sum().item()) + 1.2 * (code[i] - code_ref[i]).abs().sum().item() for i in range(2)]
+    )
     assert float(synthesis_loss(image, reference, weight, code, code_ref, gamma=1.2)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -195,8 +202,15 @@ def test_trainer_updates_only_the_trained_parts():
     for parts in (["generator"], ["extractor", "generator", "segmenter"]):
         net = small_framework()
         before = {k: v.clone() for k, v in net.state_dict().items()}
-        trainer = PseudoDWITrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=net, loss_function=PseudoDWILoss(),
-                                   optimizer=torch.optim.RMSprop(net.parameters(), lr=2e-3), parts=parts)
+        trainer = PseudoDWITrainer(
+            device=torch.device("cpu"),
+            max_epochs=1,
+            train_data_loader=data,
+            network=net,
+            loss_function=PseudoDWILoss(),
+            optimizer=torch.optim.RMSprop(net.parameters(), lr=2e-3),
+            parts=parts,
+        )
         trainer.run()
         changed = {name.split(".")[0] for name, v in net.state_dict().items() if not torch.equal(v, before[name])}
         expected = {"generator", "context_encoder"} if parts == ["generator"] else {"extractor", "generator", "segmenter", "context_encoder"}

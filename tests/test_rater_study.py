@@ -91,8 +91,11 @@ def test_one_mask_per_case_and_a_missing_prediction_is_reported_after_the_others
     assert s["failures"][0]["case_id"] == entries[0]["case_id"]
     assert "_dwi.nii.gz" in s["failures"][0]["error"]
     assert not (tmp_path / "one" / "agreement.csv").exists() and not s["bland_altman"]
-    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "evaluate-raters", "--pred", str(pred), "--ref", str(dl),
-                        "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "evaluate-raters", "--pred", str(pred), "--ref", str(dl), "--out", str(tmp_path / "cli")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "no dwi prediction" in r.stderr
     assert (tmp_path / "cli" / "report.md").exists()
 

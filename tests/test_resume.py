@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 from ignite.engine import Engine, Events
+from test_bundles import configs, small_training_setup
 
 from strokezoo.bundle_info import cpu_overrides
 from strokezoo.engines import ResumeCheckpoint, SaveBestNetwork
-
-from test_bundles import configs, small_training_setup
 
 
 def _training(tmp_path: Path, resume: bool, net=None):
@@ -61,8 +60,19 @@ def test_resume_checkpoint_restores_every_part_of_the_training_state(tmp_path):
     fresh, net2, opt2, sched2, validator2 = _training(tmp_path, resume=True, net=torch.nn.Linear(3, 1))
     seen = []
     fresh.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(e.state.epoch))
-    fresh.add_event_handler(Events.STARTED, lambda e: seen.append(("loaded", e.state.epoch, [p.clone() for p in net2.parameters()],
-                                                                   copy.deepcopy(opt2.state_dict()), sched2.get_last_lr(), validator2.state.best_metric)))
+    fresh.add_event_handler(
+        Events.STARTED,
+        lambda e: seen.append(
+            (
+                "loaded",
+                e.state.epoch,
+                [p.clone() for p in net2.parameters()],
+                copy.deepcopy(opt2.state_dict()),
+                sched2.get_last_lr(),
+                validator2.state.best_metric,
+            )
+        ),
+    )
     fresh.run(data, max_epochs=5)
     loaded = seen[0]
     assert loaded[1] == 3 and all(torch.equal(a, b) for a, b in zip(loaded[2], state["network"].values()))
@@ -86,7 +96,9 @@ def test_the_best_network_is_saved_only_on_a_new_best(tmp_path):
 
     SaveBestNetwork(tmp_path / "model.pt", net).attach(validator)
     saved = []
-    validator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: saved.append((tmp_path / "model.pt").stat().st_ino if (tmp_path / "model.pt").exists() else None))
+    validator.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: saved.append((tmp_path / "model.pt").stat().st_ino if (tmp_path / "model.pt").exists() else None)
+    )
     with torch.no_grad():
         validator.add_event_handler(Events.EPOCH_STARTED, lambda e: net.weight.fill_(float(e.state.epoch)))
         validator.run([0], max_epochs=3)
@@ -100,9 +112,28 @@ def test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs(tmp_path,
     bundle, epochs = "stroke_mri_crossattention_unet2d", 4
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
     root = tmp_path / "bundle"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs(bundle) / "train.json"), "--bundle_root", str(root),
-           "--dataset_dir", str(data), "--datalist", str(datalist), "--epochs", str(epochs), "--val_interval", "1", "--resume", "True",
-           "--progress_bar", "False"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs(bundle) / "train.json"),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(data),
+        "--datalist",
+        str(datalist),
+        "--epochs",
+        str(epochs),
+        "--val_interval",
+        "1",
+        "--resume",
+        "True",
+        "--progress_bar",
+        "False",
+    ]
     for k, v in {**folds, **cpu_overrides(bundle), "batch_size": 2}.items():
         cmd += [f"--{k}", json.dumps(v)]
     last = root / "models" / "last.pt"

@@ -95,13 +95,19 @@ def test_stack_command_keeps_going_and_lists_the_failures(tmp_path, cohort):
     broken = cases[1]
     nib.save(nib.Nifti1Image(np.ones((5, 5, 2), np.float32), np.eye(4)), broken["ttp"])  # off the case's grid
     before = tree_digest(data)
-    r = subprocess.run([sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(tmp_path / "studies")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(tmp_path / "studies")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1, r.stderr
     assert f"{broken['case_id']}: {broken['ttp']}: shape (5, 5, 2) differs" in r.stderr
     written = sorted(p.name for p in (tmp_path / "studies").iterdir())
     assert written == sorted(f"{c['case_id']}.nii.gz" for c in cases if c is not broken)
     assert tree_digest(data) == before  # nothing under the input root changed
-    inside = subprocess.run([sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(data / "studies")],
-                            capture_output=True, text=True)
+    inside = subprocess.run(
+        [sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(data / "studies")],
+        capture_output=True,
+        text=True,
+    )
     assert inside.returncode == 2 and "is inside the input folder" in inside.stderr

@@ -33,8 +33,16 @@ def test_isles2018_release_dtypes_and_frames(cohort):
     root, _ = cohort("isles2018")
     case = sorted((root / "TRAINING").iterdir())[0]
     dtypes = {p.name.split(".")[4]: nib.load(str(p)).get_data_dtype() for p in case.rglob("*.nii")}
-    assert dtypes == {"CT": np.int32, "CT_4DPWI": np.int16, "CT_CBF": np.uint16, "CT_CBV": np.uint16,
-                      "CT_MTT": np.float64, "CT_Tmax": np.float64, "MR_DWI": np.int16, "OT": np.uint8}
+    assert dtypes == {
+        "CT": np.int32,
+        "CT_4DPWI": np.int16,
+        "CT_CBF": np.uint16,
+        "CT_CBV": np.uint16,
+        "CT_MTT": np.float64,
+        "CT_Tmax": np.float64,
+        "MR_DWI": np.int16,
+        "OT": np.uint8,
+    }
     ctp = nib.load(str(next(case.rglob("*CT_4DPWI*.nii"))))
     assert ctp.ndim == 4 and 28 <= ctp.shape[3] <= 64 and 1.0 <= ctp.header.get_zooms()[3] <= 2.0
     assert 2 <= ctp.shape[2] <= 22 and ctp.shape[0] == ctp.shape[1]

@@ -140,7 +140,7 @@ def test_ensemble_checkpoint_from_the_parts_of_each_fold(tmp_path):
 
 def test_temporal_resampling_to_32_frames():
     t = np.linspace(0.0, 1.0, 28)
-    curve = np.exp(-((t - 0.4) / 0.15) ** 2)  # a bolus passage
+    curve = np.exp(-(((t - 0.4) / 0.15) ** 2))  # a bolus passage
     series = torch.as_tensor(np.broadcast_to(curve[:, None, None, None], (28, 2, 3, 2)).copy(), dtype=torch.float32)
     up = temporal_resample(series, 32)
     assert up.shape == (32, 2, 3, 2)

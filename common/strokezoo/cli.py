@@ -28,7 +28,9 @@ def synth(layout: str, out: str, cases: int = 10, seed: int = 0, scale: float = 
     print(f"wrote {s['cases']} {layout} cases to {out} in {s['seconds']} s")
 
 
-def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: int = 0, relative: bool = False, check: bool = True, patients: str | None = None) -> None:
+def datalist(
+    root: str, out: str, layout: str = "auto", folds: int = 5, seed: int = 0, relative: bool = False, check: bool = True, patients: str | None = None
+) -> None:
     """Write a MONAI datalist JSON (patient-level folds) for a dataset in its release layout.
 
     Every file is opened and checked; bad cases are listed on stderr and in "failures", the others are
@@ -45,9 +47,22 @@ def datalist(root: str, out: str, layout: str = "auto", folds: int = 5, seed: in
         sys.exit(1)
 
 
-def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str = "training", image_pred: str | None = None, image_key: str | None = None, margin_mm: float = 10.0, folds: list[int] | None = None,
-             reference_percentile: float | None = None, size_groups_ml: list[float] | None = None, empty_precision: str = "nan", hd_voxels: bool = False,
-             image_data_range: float | None = None) -> None:
+def evaluate(
+    pred: str,
+    ref: str,
+    out: str,
+    label_key: str = "label",
+    split: str = "training",
+    image_pred: str | None = None,
+    image_key: str | None = None,
+    margin_mm: float = 10.0,
+    folds: list[int] | None = None,
+    reference_percentile: float | None = None,
+    size_groups_ml: list[float] | None = None,
+    empty_precision: str = "nan",
+    hd_voxels: bool = False,
+    image_data_range: float | None = None,
+) -> None:
     """Score predicted masks (PRED/<case_id>.nii.gz) against a datalist's labels with 3D metrics.
 
     Dice, precision, recall, HD, HD95, ASSD (mm), RVE, volumes and absolute volume difference (mL),
@@ -62,21 +77,44 @@ def evaluate(pred: str, ref: str, out: str, label_key: str = "label", split: str
 
     Example:
         strokezoo evaluate --pred outputs/preds --ref datalist.json --out outputs/eval
-        strokezoo evaluate --pred eval --ref datalist.json --out eval/metrics --image_pred eval --image_key dwi --reference_percentile 99 --size_groups_ml [10,50]
+        strokezoo evaluate --pred eval --ref datalist.json --out eval/metrics --image_pred eval --image_key dwi \\
+            --reference_percentile 99 --size_groups_ml [10,50]
     """
     from .metrics.evaluate import evaluate as run
 
-    s = run(pred, ref, out, label_key=label_key, split=split, image_pred=image_pred, image_key=image_key, margin_mm=margin_mm, folds=folds,
-            reference_percentile=reference_percentile, size_groups_ml=size_groups_ml, empty_precision=empty_precision, hd_voxels=hd_voxels,
-            image_data_range=image_data_range)
+    s = run(
+        pred,
+        ref,
+        out,
+        label_key=label_key,
+        split=split,
+        image_pred=image_pred,
+        image_key=image_key,
+        margin_mm=margin_mm,
+        folds=folds,
+        reference_percentile=reference_percentile,
+        size_groups_ml=size_groups_ml,
+        empty_precision=empty_precision,
+        hd_voxels=hd_voxels,
+        image_data_range=image_data_range,
+    )
     dice = s["metrics"]["dice"]
     print(f"{s['cases']} cases: Dice {dice['mean']:.3f} (median {dice['median']:.3f}); report in {out}/report.md" if s["cases"] else "no case scored")
     if s["failures"]:
         sys.exit(1)
 
 
-def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", raters: dict | None = None, split: str = "training", folds: list[int] | None = None,
-                    compare: dict | None = None, empty_precision: str = "nan") -> None:
+def evaluate_raters(
+    pred: str,
+    ref: str,
+    out: str,
+    modalities: str = "adc,dwi",
+    raters: dict | None = None,
+    split: str = "training",
+    folds: list[int] | None = None,
+    compare: dict | None = None,
+    empty_precision: str = "nan",
+) -> None:
     """Score per-modality masks (PRED/<case_id>_<modality>.nii.gz) against every rater's annotation of that
     modality, with the raters' agreement (Cohen's kappa per modality and between modalities) and a
     Bland-Altman comparison of the model's Dice with the inter-rater Dice (Gómez et al., MICCAI 2023, Sec. 3).
@@ -104,7 +142,16 @@ def evaluate_raters(pred: str, ref: str, out: str, modalities: str = "adc,dwi", 
         sys.exit(1)
 
 
-def grid_search(probs: str, ref: str, out: str, override: str | None = None, split: str = "training", folds: list[int] | None = None, hd_max: float = 200.0, suffix: str = "_prob") -> None:
+def grid_search(
+    probs: str,
+    ref: str,
+    out: str,
+    override: str | None = None,
+    split: str = "training",
+    folds: list[int] | None = None,
+    hd_max: float = 200.0,
+    suffix: str = "_prob",
+) -> None:
     """Choose the post-processing threshold T_h (0.1-0.9) and minimum lesion size S_min (10-1000 voxels) that
     maximise Eq. 2 of Clerigues et al. 2020 (Dice and Hausdorff distance in voxels, HD_max 200) over
     cross-validation probability maps PROBS/<case_id>_prob.nii.gz. Writes OUT/grid_search.csv and .json (mean
@@ -118,8 +165,10 @@ def grid_search(probs: str, ref: str, out: str, override: str | None = None, spl
     from .metrics.grid_search import grid_search as run
 
     r = run(probs, ref, out, override=override, split=split, folds=folds, hd_max=hd_max, suffix=suffix)
-    print(f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, PPV {r['precision']:.3f}, sensitivity {r['recall']:.3f}, "
-          f"HD {r['hd']:.1f} voxels) over {r['cases']} cases; Table 1 row in {out}/table1.md" + (f"; T_h and S_min written to {override}" if override else ""))
+    print(
+        f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, PPV {r['precision']:.3f}, sensitivity {r['recall']:.3f}, "
+        f"HD {r['hd']:.1f} voxels) over {r['cases']} cases; Table 1 row in {out}/table1.md" + (f"; T_h and S_min written to {override}" if override else "")
+    )
     if r["failures"]:
         sys.exit(1)
 
@@ -217,7 +266,21 @@ def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
 
 def main() -> None:
     try:
-        fire.Fire({"synth": synth, "datalist": datalist, "evaluate": evaluate, "evaluate-raters": evaluate_raters, "grid-search": grid_search, "baseline": baseline, "show": show, "demo": demo, "export": export, "stack": stack}, name="strokezoo")
+        fire.Fire(
+            {
+                "synth": synth,
+                "datalist": datalist,
+                "evaluate": evaluate,
+                "evaluate-raters": evaluate_raters,
+                "grid-search": grid_search,
+                "baseline": baseline,
+                "show": show,
+                "demo": demo,
+                "export": export,
+                "stack": stack,
+            },
+            name="strokezoo",
+        )
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -24,9 +24,19 @@ def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int
     from monai.bundle import ConfigWorkflow
 
     for stage in BUNDLES[bundle].stages:
-        train = ConfigWorkflow(config_file=config_files(bundle, stage), workflow_type="train", epochs=epochs, val_interval=min(5, epochs),
-                               bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
-                               **{"train#random_transforms": []}, **cpu_overrides(bundle))
+        train = ConfigWorkflow(
+            config_file=config_files(bundle, stage),
+            workflow_type="train",
+            epochs=epochs,
+            val_interval=min(5, epochs),
+            bundle_root=str(out),
+            dataset_dir=str(data),
+            datalist=str(datalist),
+            val_fold=val_fold,
+            fold=val_fold,
+            **{"train#random_transforms": []},
+            **cpu_overrides(bundle),
+        )
         train.initialize()
         train.run()
         train.finalize()
@@ -39,8 +49,15 @@ def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path
     from monai.bundle import ConfigWorkflow
 
     train_bundle(bundle, data, datalist, out, epochs, val_fold)
-    common = dict(bundle_root=str(out), dataset_dir=str(data), datalist=str(datalist), val_fold=val_fold, fold=val_fold,
-                  metrics_dir=str(out / "eval" / "metrics"), **cpu_overrides(bundle))
+    common = dict(
+        bundle_root=str(out),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        val_fold=val_fold,
+        fold=val_fold,
+        metrics_dir=str(out / "eval" / "metrics"),
+        **cpu_overrides(bundle),
+    )
     infer = ConfigWorkflow(config_file=config_files(bundle, "inference.json", "evaluate.json"), workflow_type="inference", **common)
     infer.initialize()
     infer.run()
@@ -59,7 +76,10 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
 
     out = Path(out)
     lines = ["# strokezoo demo", "", "Synthetic cohorts (not clinical data), default difficulty; clinical threshold rules as the trivial predictor.", ""]
-    lines += ["| cohort | rule | cases | Dice mean (median) | HD95 mm median (n) | lesion F1 | abs. vol. diff. mL | synth s |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| cohort | rule | cases | Dice mean (median) | HD95 mm median (n) | lesion F1 | abs. vol. diff. mL | synth s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for layout, rule, text in _STEPS:
         t0 = time.perf_counter()
         data = out / "data" / layout
@@ -77,14 +97,24 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         show_case(case_dir, out / f"{layout}_{first['case_id']}.png", label=first["label"])
         lines.append(
             f"| {layout} | {text} | {summary['cases']} | {m['dice']['mean']:.3f} ({m['dice']['median']:.3f}) | "
-            f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {m['lesion_f1']['mean']:.3f} | {m['abs_volume_diff_ml']['mean']:.1f} | {s['seconds']:.0f} |"
+            f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {m['lesion_f1']['mean']:.3f} | "
+            f"{m['abs_volume_diff_ml']['mean']:.1f} | {s['seconds']:.0f} |"
         )
         print(f"{layout}: done in {time.perf_counter() - t0:.0f} s")
-    lines += ["", "Means over all cases (n = cases) unless a count follows in brackets. HD95 is the median over the cases with both masks non-empty. "
-              "Per-case tables and each evaluation's conventions: evaluation/<cohort>/metrics.csv, summary.json; montages: *.png."]
-    lines += ["", f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: each bundle's configs/smoke.json)", "",
-              "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.", "",
-              "| bundle | cohort | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Means over all cases (n = cases) unless a count follows in brackets. HD95 is the median over the cases with both masks non-empty. "
+        "Per-case tables and each evaluation's conventions: evaluation/<cohort>/metrics.csv, summary.json; montages: *.png.",
+    ]
+    lines += [
+        "",
+        f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: each bundle's configs/smoke.json)",
+        "",
+        "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.",
+        "",
+        "| bundle | cohort | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for bundle, (layout, *_) in BUNDLES.items():
         t0 = time.perf_counter()
         data = out / "data" / f"{layout}_bundles"
@@ -96,7 +126,11 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         image = Path(next(first[k] for k in ("adc", "ct", "flair", "cbf") if k in first))
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]
         # per-modality, per-rater tables (cross-domain bundle) or one table
-        tables = {f"{m.upper()} vs {r}": t for m, per_rater in summary["metrics"].items() for r, t in per_rater.items()} if "raters" in summary else {"": summary["metrics"]}
+        tables = (
+            {f"{m.upper()} vs {r}": t for m, per_rater in summary["metrics"].items() for r, t in per_rater.items()}
+            if "raters" in summary
+            else {"": summary["metrics"]}
+        )
         baseline = out / "bundles" / bundle / "eval" / "metrics" / "threshold" / "summary.json"
         if baseline.is_file():  # the CTP transformer's Threshold baseline (TFA >= 0.5, our choice), reported beside the model
             tables["Threshold: TFA ≥ 0.5, our choice"] = json.loads(baseline.read_text())["metrics"]
@@ -109,7 +143,8 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         seconds = time.perf_counter() - t0
         for what, m in tables.items():
             lines.append(
-                f"| {bundle}{f' ({what})' if what else ''} | {layout} | {summary['cases']} | {fmt_metric(m['dice']['mean'])} ({fmt_metric(m['dice']['median'])}) | "
+                f"| {bundle}{f' ({what})' if what else ''} | {layout} | {summary['cases']} | "
+                f"{fmt_metric(m['dice']['mean'])} ({fmt_metric(m['dice']['median'])}) | "
                 f"{fmt_metric(m['precision']['mean'])} ({m['precision']['n']}) | {fmt_metric(m['recall']['mean'])} ({m['recall']['n']}) | "
                 f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {seconds:.0f} |"
             )

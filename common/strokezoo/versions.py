@@ -22,8 +22,7 @@ def warn_on_version_drift(meta: Mapping) -> str | None:
     import torch
 
     pairs = {"MONAI": (meta.get("monai_version"), monai.__version__), "PyTorch": (meta.get("pytorch_version"), torch.__version__)}
-    drift = [f"{name} {_release(running)} (tested: {tested})" for name, (tested, running) in pairs.items()
-             if tested and _release(tested) != _release(running)]
+    drift = [f"{name} {_release(running)} (tested: {tested})" for name, (tested, running) in pairs.items() if tested and _release(tested) != _release(running)]
     if not drift:
         return None
     message = f"bundle {meta.get('name', '?')} {meta.get('version', '')} runs with " + " and ".join(drift) + "; results may differ from the tested ones"

@@ -21,10 +21,15 @@ _BRAIN_WINDOW_HU = (0.0, 80.0)
 def _bids_derivative_masks(subject_dir: Path) -> list[Path]:
     """Lesion masks of a BIDS subject, which live under ``<dataset>/derivatives/<sub>/`` (ISLES 2022/2024)."""
     for parent in subject_dir.parents:
-        found = sorted(
-            p for p in (parent / "derivatives" / subject_dir.name).rglob("*")
-            if p.is_file() and is_nifti(p) and modality_of(p) == "label" and "rater" not in p.name
-        ) if (parent / "derivatives").is_dir() else []
+        found = (
+            sorted(
+                p
+                for p in (parent / "derivatives" / subject_dir.name).rglob("*")
+                if p.is_file() and is_nifti(p) and modality_of(p) == "label" and "rater" not in p.name
+            )
+            if (parent / "derivatives").is_dir()
+            else []
+        )
         if found:
             return found
     return []

@@ -70,7 +70,9 @@ def check_entry(entry: dict, keys: Sequence[str], stacked_key: str = "image", mi
             n = stack.data.shape[3] if stack.data.ndim == 4 else 1
             slices = channel_slices(list(keys), n, path)
             if series and slices[series[0]].stop - slices[series[0]].start < min_frames:
-                raise InputError(path, f"the {series[0]} series has {slices[series[0]].stop - slices[series[0]].start} frames, at least {min_frames} are needed")
+                raise InputError(
+                    path, f"the {series[0]} series has {slices[series[0]].stop - slices[series[0]].start} frames, at least {min_frames} are needed"
+                )
         except (InputError, ValueError) as e:
             return [str(e)]
         return []
@@ -110,8 +112,16 @@ class InputCheck:
         grid_atol_mm: affine tolerance between a case's files.
     """
 
-    def __init__(self, entries: Sequence[dict], keys: Sequence[str], output_dir: str | os.PathLike | None = None, input_root: str | os.PathLike | None = None,
-                 stacked_key: str = "image", min_frames: int = 2, grid_atol_mm: float = 1e-3) -> None:
+    def __init__(
+        self,
+        entries: Sequence[dict],
+        keys: Sequence[str],
+        output_dir: str | os.PathLike | None = None,
+        input_root: str | os.PathLike | None = None,
+        stacked_key: str = "image",
+        min_frames: int = 2,
+        grid_atol_mm: float = 1e-3,
+    ) -> None:
         if output_dir is not None and input_root is not None:
             out, root = Path(output_dir).resolve(), Path(input_root).resolve()
             if root.is_dir() and out.is_relative_to(root):

@@ -28,7 +28,16 @@ from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
 from .nifti import InputError, load_nifti, same_grid
 
-__all__ = ["build_datalist", "check_case", "group_isles2018_slabs", "load_datalist_entries", "select_entries", "require_key", "hold_out_patients", "ensure_datalist"]
+__all__ = [
+    "build_datalist",
+    "check_case",
+    "group_isles2018_slabs",
+    "load_datalist_entries",
+    "select_entries",
+    "require_key",
+    "hold_out_patients",
+    "ensure_datalist",
+]
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
@@ -70,6 +79,7 @@ def group_isles2018_slabs(cases: list[CaseFiles], tol_mm: float = 1.0) -> None:
     consecutive cases of one split are taken as one patient when their in-plane geometry is identical
     (within ``tol_mm``) and their slabs are adjacent or overlap along z (gap at most one slice).
     """
+
     def number(c: CaseFiles) -> int | None:
         m = re.search(r"(\d+)$", c.case_id)
         return int(m.group(1)) if m else None
@@ -155,9 +165,16 @@ def build_datalist(
     training = [dict(entry(c), fold=fold_of[c.patient_id]) for c in good if not c.testing]
     testing = [entry(c) for c in good if c.testing]
     result = {
-        "layout": layout, "root": str(root), "relative_paths": relative, "num_folds": folds, "seed": seed,
-        "modalities": sorted({k for c in good for k in c.images}), "label": LAYOUTS[layout].label_of,
-        "training": training, "testing": testing, "failures": failures,
+        "layout": layout,
+        "root": str(root),
+        "relative_paths": relative,
+        "num_folds": folds,
+        "seed": seed,
+        "modalities": sorted({k for c in good for k in c.images}),
+        "label": LAYOUTS[layout].label_of,
+        "training": training,
+        "testing": testing,
+        "failures": failures,
     }
     write_json_atomic(result, out)
     for f in failures:
@@ -185,9 +202,7 @@ def load_datalist_entries(ref: str | os.PathLike, split: str = "training") -> li
     return entries
 
 
-def select_entries(
-    ref: str | os.PathLike, split: str = "training", folds: list[int] | None = None, exclude_folds: list[int] | None = None
-) -> list[dict]:
+def select_entries(ref: str | os.PathLike, split: str = "training", folds: list[int] | None = None, exclude_folds: list[int] | None = None) -> list[dict]:
     """Entries of ``split`` (absolute paths), optionally only those in ``folds`` or not in ``exclude_folds``.
 
     Bundle configs use it to split a datalist by patient-level fold: training = ``exclude_folds=[k]``,
@@ -221,8 +236,7 @@ def hold_out_patients(entries: list[dict], fraction: float, seed: int = 0) -> tu
         raise ValueError(f"{len(patients)} patient(s): cannot hold any out and keep some to train on")
     n = min(len(patients) - 1, max(1, round(fraction * len(patients))))
     held = set(np.random.default_rng(seed).permutation(patients)[:n].tolist())
-    return ([e for e in entries if e.get("patient_id", e.get("case_id")) not in held],
-            [e for e in entries if e.get("patient_id", e.get("case_id")) in held])
+    return ([e for e in entries if e.get("patient_id", e.get("case_id")) not in held], [e for e in entries if e.get("patient_id", e.get("case_id")) in held])
 
 
 def ensure_datalist(dataset_dir: str | os.PathLike, datalist: str | os.PathLike, layout: str = "auto", folds: int = 5) -> str:

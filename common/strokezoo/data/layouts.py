@@ -57,28 +57,37 @@ _VSD = re.compile(r"(?:^|\.)O\.([A-Za-z0-9_]+)\.\d+(?:\.nii(?:\.gz)?)?$")
 
 LAYOUTS: dict[str, Layout] = {
     "isles2015-siss": Layout(
-        "isles2015-siss", {"mr_flair": "flair", "mr_t1": "t1", "mr_t2": "t2", "mr_dwi": "dwi", "ot": "label"},
-        ("flair", "t1", "t2", "dwi"), label_of="the sub-acute lesion"),
+        "isles2015-siss",
+        {"mr_flair": "flair", "mr_t1": "t1", "mr_t2": "t2", "mr_dwi": "dwi", "ot": "label"},
+        ("flair", "t1", "t2", "dwi"),
+        label_of="the sub-acute lesion",
+    ),
     "isles2015-spes": Layout(
         "isles2015-spes",
         {"mr_cbf": "cbf", "mr_cbv": "cbv", "mr_dwi": "dwi", "mr_t1c": "t1c", "mr_t2": "t2", "mr_tmax": "tmax", "mr_ttp": "ttp", "ot": "label"},
-        ("cbf", "cbv", "dwi", "t1c", "t2", "tmax", "ttp"), label_of="the hypoperfused tissue (core and penumbra)"),
+        ("cbf", "cbv", "dwi", "t1c", "t2", "tmax", "ttp"),
+        label_of="the hypoperfused tissue (core and penumbra)",
+    ),
     "isles2017": Layout(
         "isles2017",
         {"mr_adc": "adc", "mr_mtt": "mtt", "mr_rcbf": "rcbf", "mr_rcbv": "rcbv", "mr_tmax": "tmax", "mr_ttp": "ttp", "mr_4dpwi": "pwi", "ot": "label"},
-        ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"), label_of="the follow-up infarct"),
+        ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"),
+        label_of="the follow-up infarct",
+    ),
     "isles2018": Layout(
         "isles2018",
-        {"ct": "ct", "ct_4dpwi": "ctp", "ct_cbf": "cbf", "ct_cbv": "cbv", "ct_mtt": "mtt", "ct_tmax": "tmax", "mr_dwi": "dwi",
-         "ot": "label"},
-        ("ct", "ctp", "cbf", "cbv", "mtt", "tmax"), label_of="the infarct core on DWI"),
-    "isles2022": Layout(
-        "isles2022", {"dwi": "dwi", "adc": "adc", "flair": "flair"}, ("dwi", "adc"), own_grid=("flair",),
-        label_of="the DWI lesion"),
+        {"ct": "ct", "ct_4dpwi": "ctp", "ct_cbf": "cbf", "ct_cbv": "cbv", "ct_mtt": "mtt", "ct_tmax": "tmax", "mr_dwi": "dwi", "ot": "label"},
+        ("ct", "ctp", "cbf", "cbv", "mtt", "tmax"),
+        label_of="the infarct core on DWI",
+    ),
+    "isles2022": Layout("isles2022", {"dwi": "dwi", "adc": "adc", "flair": "flair"}, ("dwi", "adc"), own_grid=("flair",), label_of="the DWI lesion"),
     "isles2024": Layout(
         "isles2024",
         {"ncct": "ncct", "cta": "cta", "ctp": "ctp", "tmax": "tmax", "mtt": "mtt", "cbf": "cbf", "cbv": "cbv"},
-        ("ncct", "ctp", "tmax", "mtt", "cbf", "cbv"), own_grid=("ncct", "cta"), label_of="the follow-up infarct"),
+        ("ncct", "ctp", "tmax", "mtt", "cbf", "cbv"),
+        own_grid=("ncct", "cta"),
+        label_of="the follow-up infarct",
+    ),
     "apis": Layout("apis", {"ncct": "ncct", "adc": "adc"}, ("ncct", "adc"), label_of="the ADC lesion (rater 1)"),
 }
 
@@ -230,9 +239,7 @@ def detect_layout(root: str | Path) -> str:
     best, best_score = None, 0
     for name, layout in LAYOUTS.items():
         cases = _READERS[name](Path(root), layout)
-        score = sum(len(c.images) for c in cases) + sum(
-            len(set(layout.required) & set(c.images)) * 10 for c in cases
-        )
+        score = sum(len(c.images) for c in cases) + sum(len(set(layout.required) & set(c.images)) * 10 for c in cases)
         if score > best_score:
             best, best_score = name, score
     if best is None:

@@ -62,7 +62,7 @@ def stacked_keys(path: str | os.PathLike) -> list[str] | None:
     descrip = nib.load(str(path)).header["descrip"].tobytes().split(b"\0")[0].decode("ascii", "replace")
     if not descrip.startswith(DESCRIP_PREFIX):
         return None
-    return [k.strip() for k in descrip[len(DESCRIP_PREFIX):].split(",") if k.strip()]
+    return [k.strip() for k in descrip[len(DESCRIP_PREFIX) :].split(",") if k.strip()]
 
 
 def require_stacked_keys(path: str | os.PathLike, keys: Sequence[str]) -> None:

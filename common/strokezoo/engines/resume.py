@@ -96,8 +96,12 @@ class ResumeCheckpoint:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
     def state_dict(self, engine: Engine) -> dict:
-        state: dict[str, Any] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration,
-                                 "network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state: dict[str, Any] = {
+            "epoch": engine.state.epoch,
+            "iteration": engine.state.iteration,
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
         if getattr(engine, "scaler", None) is not None:

@@ -5,6 +5,12 @@ from .multi_segmentation import MultiSegmentationLoss
 from .pseudo_dwi import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, SegmentationLoss, synthesis_loss, weighted_cross_entropy
 
 __all__ = [
-    "ClassWeightMapLoss", "class_weight_map", "MultiSegmentationLoss", "HardnessAwareGeneralizedDiceLoss", "PseudoDWILoss", "SegmentationLoss",
-    "synthesis_loss", "weighted_cross_entropy",
+    "ClassWeightMapLoss",
+    "class_weight_map",
+    "MultiSegmentationLoss",
+    "HardnessAwareGeneralizedDiceLoss",
+    "PseudoDWILoss",
+    "SegmentationLoss",
+    "synthesis_loss",
+    "weighted_cross_entropy",
 ]

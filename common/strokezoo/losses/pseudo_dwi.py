@@ -25,8 +25,9 @@ from ..networks.pseudo_dwi_slnet import PARTS
 __all__ = ["synthesis_loss", "weighted_cross_entropy", "HardnessAwareGeneralizedDiceLoss", "SegmentationLoss", "PseudoDWILoss"]
 
 
-def synthesis_loss(image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, context: torch.Tensor,
-                   context_reference: torch.Tensor, gamma: float = 1.2) -> torch.Tensor:
+def synthesis_loss(
+    image: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, context: torch.Tensor, context_reference: torch.Tensor, gamma: float = 1.2
+) -> torch.Tensor:
     """L_g(I, I_d) = ℓ_l + γ ℓ_h (Eqs. 6–8) of images ``(B, 1, H, W)`` with weight map A and their Φ_c codes ``(B, K)``."""
     pixel = (weight * (image - reference)).flatten(1).norm(p=2, dim=1)
     contextual = (context - context_reference).abs().sum(1)
@@ -49,8 +50,7 @@ class HardnessAwareGeneralizedDiceLoss(nn.Module):
 
     def __init__(self, smooth: float = 1e-10) -> None:
         super().__init__()
-        self.generalized_dice = GeneralizedDiceLoss(include_background=True, to_onehot_y=True, softmax=True, batch=True,
-                                                    smooth_nr=smooth, smooth_dr=smooth)
+        self.generalized_dice = GeneralizedDiceLoss(include_background=True, to_onehot_y=True, softmax=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
 
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         gd = self.generalized_dice(logits, label)
@@ -84,8 +84,7 @@ class PseudoDWILoss(nn.Module):
         weighted_cross_entropy: A in the cross-entropy (Eq. 12); ``False`` gives Table 4's ``L_CE + L_HGD``.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.2, parts: Iterable[str] = PARTS,
-                 weighted_cross_entropy: bool = True) -> None:
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.2, parts: Iterable[str] = PARTS, weighted_cross_entropy: bool = True) -> None:
         super().__init__()
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.parts = tuple(parts)

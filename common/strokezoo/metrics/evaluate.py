@@ -163,21 +163,34 @@ def evaluate(
     keys = seg_keys + (["ssim", "psnr", "ssim_lesion", "psnr_lesion"] if image_pred is not None else [])
     out.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(rows, ["case_id", *keys], out / "metrics.csv")
-    summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "cases": len(rows),
-               "conventions": conv, "metrics": summarize(rows, keys), "failures": failures}
+    summary = {
+        "datalist": str(ref),
+        "predictions": str(pred),
+        "split": split,
+        "cases": len(rows),
+        "conventions": conv,
+        "metrics": summarize(rows, keys),
+        "failures": failures,
+    }
     if size_groups_ml:
-        summary["size_groups"] = {name: {"cases": len(group), "metrics": summarize(group, keys)}
-                                  for name, group in size_groups(rows, size_groups_ml).items()}
+        summary["size_groups"] = {name: {"cases": len(group), "metrics": summarize(group, keys)} for name, group in size_groups(rows, size_groups_ml).items()}
     write_json_atomic(summary, out / "summary.json")
-    lines = [f"# Evaluation of {pred}", "", f"{len(rows)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; distances in mm, volumes in mL.", "",
-             conventions_line(conv), "",
-             "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Evaluation of {pred}",
+        "",
+        f"{len(rows)} cases scored, {len(failures)} failed. 3D metrics on each reference grid; distances in mm, volumes in mL.",
+        "",
+        conventions_line(conv),
+        "",
+        "| metric | mean | sd | median | n |",
+        "|---|---|---|---|---|",
+    ]
     for k in keys:
         s = summary["metrics"][k]
         lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     for name, group in summary.get("size_groups", {}).items():
         lines += ["", f"## Reference lesion {name} ({group['cases']} cases)", "", "| metric | mean | sd | median | n |", "|---|---|---|---|---|"]
-        for k in ("dice", "precision", "recall", "hd", "assd", "abs_rve", *keys[len(seg_keys):]):
+        for k in ("dice", "precision", "recall", "hd", "assd", "abs_rve", *keys[len(seg_keys) :]):
             s = group["metrics"][k]
             lines.append(f"| {k} | {fmt_metric(s['mean'])} | {fmt_metric(s['sd'])} | {fmt_metric(s['median'])} | {s['n']} |")
     if failures:

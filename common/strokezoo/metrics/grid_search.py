@@ -106,8 +106,7 @@ def grid_search(
             means = {k: float(np.nanmean([c[k] for c in per_case])) for k in TABLE1}
             table.append({"threshold": float(t), "min_size": int(s), **means, "score": eq2_score(means["dice"], means["hd"], hd_max)})
     best = max(table, key=lambda r: (r["score"], r["dice"]))
-    rows = [{"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"]).astype(bool), label)}
-            for cid, prob, label in cases]
+    rows = [{"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"]).astype(bool), label)} for cid, prob, label in cases]
     table1 = summarize(rows, list(TABLE1))
     result = {**best, "cases": len(cases), "hd_max": hd_max, "table1": table1, "table": table, "failures": failures}
     if out is not None:
@@ -117,14 +116,25 @@ def grid_search(
         write_csv_atomic(rows, ["case_id", *TABLE1], out / "table1.csv")
         cell = lambda k, d: f"{fmt_metric(table1[k]['mean'], d)} ± {fmt_metric(table1[k]['sd'], d)}"  # noqa: E731
         conv = conventions("zero", hd_voxels=True, hd="voxels, no spacing (Table 1); NaN and left out for an empty prediction")
-        write_text_atomic("\n".join([
-            f"# Pooled cross-validation evaluation of {probs} at T_h {best['threshold']:g}, S_min {best['min_size']}", "",
-            f"Table 1 of Clèrigues et al. (CMPB 2020): {len(cases)} cases of {'all folds' if folds is None else f'folds {list(folds)}'}, "
-            f"{len(failures)} failed; mean ± SD over the n cases that gave a value.", "", conventions_line(conv), "",
-            "| T_h | S_min | DSC | PPV | sensitivity | HD (voxels) | n (DSC / PPV / sensitivity / HD) |", "|---|---|---|---|---|---|---|",
-            f"| {best['threshold']:g} | {best['min_size']} | {cell('dice', 2)} | {cell('precision', 2)} | {cell('recall', 2)} | {cell('hd', 1)} "
-            f"| {' / '.join(str(table1[k]['n']) for k in TABLE1)} |",
-        ]) + "\n", out / "table1.md")
+        write_text_atomic(
+            "\n".join(
+                [
+                    f"# Pooled cross-validation evaluation of {probs} at T_h {best['threshold']:g}, S_min {best['min_size']}",
+                    "",
+                    f"Table 1 of Clèrigues et al. (CMPB 2020): {len(cases)} cases of {'all folds' if folds is None else f'folds {list(folds)}'}, "
+                    f"{len(failures)} failed; mean ± SD over the n cases that gave a value.",
+                    "",
+                    conventions_line(conv),
+                    "",
+                    "| T_h | S_min | DSC | PPV | sensitivity | HD (voxels) | n (DSC / PPV / sensitivity / HD) |",
+                    "|---|---|---|---|---|---|---|",
+                    f"| {best['threshold']:g} | {best['min_size']} | {cell('dice', 2)} | {cell('precision', 2)} | {cell('recall', 2)} | {cell('hd', 1)} "
+                    f"| {' / '.join(str(table1[k]['n']) for k in TABLE1)} |",
+                ]
+            )
+            + "\n",
+            out / "table1.md",
+        )
     if override is not None:
         path = Path(override)
         if path.exists():

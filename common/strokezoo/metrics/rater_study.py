@@ -156,23 +156,40 @@ def evaluate_raters(
                     diff = same_grid(p_vol, refs[r, m], 1e-3)
                     if diff:
                         raise InputError(p_vol.path, f"prediction is not on the grid of rater {r}'s {m} mask: {diff}")
-                    case_rows.append({"case_id": cid, "modality": m, "rater": r,
-                                      **segmentation_metrics(p_vol.data, refs[r, m].data, refs[r, m].zooms, empty_precision)})
+                    case_rows.append(
+                        {"case_id": cid, "modality": m, "rater": r, **segmentation_metrics(p_vol.data, refs[r, m].data, refs[r, m].zooms, empty_precision)}
+                    )
                     for k, vol in other_vols.items():
                         diff = same_grid(vol, refs[r, m], 1e-3)
                         if diff:
                             raise InputError(vol.path, f"prediction of {k} is not on the grid of rater {r}'s {m} mask: {diff}")
-                        case_others.append({"case_id": cid, "modality": m, "rater": r, "model": k,
-                                            "dice": segmentation_metrics(vol.data, refs[r, m].data, refs[r, m].zooms)["dice"]})
+                        case_others.append(
+                            {
+                                "case_id": cid,
+                                "modality": m,
+                                "rater": r,
+                                "model": k,
+                                "dice": segmentation_metrics(vol.data, refs[r, m].data, refs[r, m].zooms)["dice"],
+                            }
+                        )
                 if paired:
                     a, b = refs[names[0], m], refs[names[1], m]
                     agree[f"kappa_{m}_{names[0]}_{names[1]}"] = cohen_kappa(a.data, b.data)
                     reference = segmentation_metrics(a.data, b.data, a.zooms)["dice"]
                     agree[f"dice_{m}_{names[0]}_{names[1]}"] = reference
-                    for row in case_rows[-len(present):]:
+                    for row in case_rows[-len(present) :]:
                         model = row["dice"]
-                        case_pairs.append({"case_id": cid, "modality": m, "rater": row["rater"], "dice_model": model,
-                                           "dice_raters": reference, "mean": (model + reference) / 2, "difference": model - reference})
+                        case_pairs.append(
+                            {
+                                "case_id": cid,
+                                "modality": m,
+                                "rater": row["rater"],
+                                "dice_model": model,
+                                "dice_raters": reference,
+                                "mean": (model + reference) / 2,
+                                "difference": model - reference,
+                            }
+                        )
             if len(modalities) >= 2:
                 m0, m1 = modalities[:2]
                 for r in present:
@@ -193,12 +210,19 @@ def evaluate_raters(
     dice_keys = sorted({k for a in agreement for k in a if k.startswith("dice_")})
     if kappa_keys:
         write_csv_atomic(agreement, ["case_id", *kappa_keys, *dice_keys], out / "agreement.csv")
-    levels = {k: {name: sum(kappa_level(a[k]) == name for a in agreement if k in a) for name in ["poor", *(n for _, n in KAPPA_LEVELS)]}
-              for k in kappa_keys}
+    levels = {k: {name: sum(kappa_level(a[k]) == name for a in agreement if k in a) for name in ["poor", *(n for _, n in KAPPA_LEVELS)]} for k in kappa_keys}
     ba: dict = {}
     if pairs:
-        ba = {m: {r: bland_altman([p["dice_model"] for p in pairs if p["modality"] == m and p["rater"] == r],
-                                  [p["dice_raters"] for p in pairs if p["modality"] == m and p["rater"] == r]) for r in names} for m in modalities}
+        ba = {
+            m: {
+                r: bland_altman(
+                    [p["dice_model"] for p in pairs if p["modality"] == m and p["rater"] == r],
+                    [p["dice_raters"] for p in pairs if p["modality"] == m and p["rater"] == r],
+                )
+                for r in names
+            }
+            for m in modalities
+        }
         write_csv_atomic(pairs, ["case_id", "modality", "rater", "dice_model", "dice_raters", "mean", "difference"], out / "bland_altman.csv")
         _plot(pairs, ba, modalities, out / "bland_altman.png")
     t_tests = []
@@ -206,50 +230,100 @@ def evaluate_raters(
         for r in names:
             if pairs:
                 sel = [p for p in pairs if p["modality"] == m and p["rater"] == r]
-                t_tests.append({"modality": m, "rater": r, "model": "this model", "against": "inter-rater Dice",
-                                **paired_t_test([p["dice_model"] for p in sel], [p["dice_raters"] for p in sel])})
+                t_tests.append(
+                    {
+                        "modality": m,
+                        "rater": r,
+                        "model": "this model",
+                        "against": "inter-rater Dice",
+                        **paired_t_test([p["dice_model"] for p in sel], [p["dice_raters"] for p in sel]),
+                    }
+                )
             mine = {x["case_id"]: x["dice"] for x in rows if x["modality"] == m and x["rater"] == r}
             for k in compare:
                 theirs = {x["case_id"]: x["dice"] for x in others if x["modality"] == m and x["rater"] == r and x["model"] == k}
                 both = sorted(set(mine) & set(theirs))
-                t_tests.append({"modality": m, "rater": r, "model": "this model", "against": k,
-                                **paired_t_test([mine[c] for c in both], [theirs[c] for c in both])})
+                t_tests.append(
+                    {"modality": m, "rater": r, "model": "this model", "against": k, **paired_t_test([mine[c] for c in both], [theirs[c] for c in both])}
+                )
     if t_tests:
         write_csv_atomic(t_tests, ["modality", "rater", "model", "against", "mean_difference", "t", "p", "n"], out / "t_tests.csv")
-    summary = {"datalist": str(ref), "predictions": str(pred), "split": split, "folds": None if folds is None else list(folds),
-               "cases": len(agreement), "raters": raters, "modalities": modalities, "conventions": conv, "metrics": table,
-               "t_tests": t_tests, "compared": {k: str(v) for k, v in compare.items()}, "agreement": summarize(agreement, kappa_keys + dice_keys),
-               "kappa_levels": levels, "bland_altman": ba, "failures": failures}
+    summary = {
+        "datalist": str(ref),
+        "predictions": str(pred),
+        "split": split,
+        "folds": None if folds is None else list(folds),
+        "cases": len(agreement),
+        "raters": raters,
+        "modalities": modalities,
+        "conventions": conv,
+        "metrics": table,
+        "t_tests": t_tests,
+        "compared": {k: str(v) for k, v in compare.items()},
+        "agreement": summarize(agreement, kappa_keys + dice_keys),
+        "kappa_levels": levels,
+        "bland_altman": ba,
+        "failures": failures,
+    }
     write_json_atomic(summary, out / "summary.json")
 
-    lines = [f"# Evaluation of {pred} against raters {', '.join(names)}", "",
-             f"{len(agreement)} cases scored, {len(failures)} failed (split '{split}'" + (f", folds {list(folds)}" if folds is not None else "")
-             + "). 3D metrics on each reference grid; mean ± SD over the n cases that gave a value.", "", conventions_line(conv), "",
-             "| modality | rater | Dice | precision | sensitivity | HD95 mm | n (Dice / precision / HD95) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Evaluation of {pred} against raters {', '.join(names)}",
+        "",
+        f"{len(agreement)} cases scored, {len(failures)} failed (split '{split}'"
+        + (f", folds {list(folds)}" if folds is not None else "")
+        + "). 3D metrics on each reference grid; mean ± SD over the n cases that gave a value.",
+        "",
+        conventions_line(conv),
+        "",
+        "| modality | rater | Dice | precision | sensitivity | HD95 mm | n (Dice / precision / HD95) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in modalities:
         for r in names:
             s = table[m][r]
             cell = lambda k, d=2: f"{fmt_metric(s[k]['mean'], d)} ± {fmt_metric(s[k]['sd'], d)}"  # noqa: E731
-            lines.append(f"| {m.upper()} | {r} | {cell('dice')} | {cell('precision')} | {cell('recall')} | {cell('hd95', 1)} "
-                         f"| {s['dice']['n']} / {s['precision']['n']} / {s['hd95']['n']} |")
+            lines.append(
+                f"| {m.upper()} | {r} | {cell('dice')} | {cell('precision')} | {cell('recall')} | {cell('hd95', 1)} "
+                f"| {s['dice']['n']} / {s['precision']['n']} / {s['hd95']['n']} |"
+            )
     if kappa_keys:
-        lines += ["", "## Agreement of the references (voxel-wise Cohen's kappa)", "",
-                  "| pair | mean | " + " | ".join(["poor", *(n for _, n in KAPPA_LEVELS)]) + " |", "|---|---|" + "---|" * (len(KAPPA_LEVELS) + 1)]
+        lines += [
+            "",
+            "## Agreement of the references (voxel-wise Cohen's kappa)",
+            "",
+            "| pair | mean | " + " | ".join(["poor", *(n for _, n in KAPPA_LEVELS)]) + " |",
+            "|---|---|" + "---|" * (len(KAPPA_LEVELS) + 1),
+        ]
         for k in kappa_keys:
-            lines.append(f"| {k[len('kappa_'):]} | {fmt_metric(summary['agreement'][k]['mean'], 2)} | " + " | ".join(str(v) for v in levels[k].values()) + " |")
+            lines.append(
+                f"| {k[len('kappa_') :]} | {fmt_metric(summary['agreement'][k]['mean'], 2)} | " + " | ".join(str(v) for v in levels[k].values()) + " |"
+            )
     if ba:
-        lines += ["", "## Bland–Altman: model Dice against the inter-rater Dice (bland_altman.png)", "",
-                  "| modality | model vs | bias | limits of agreement | n |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Bland–Altman: model Dice against the inter-rater Dice (bland_altman.png)",
+            "",
+            "| modality | model vs | bias | limits of agreement | n |",
+            "|---|---|---|---|---|",
+        ]
         for m in modalities:
             for r in names:
                 s = ba[m][r]
                 lines.append(f"| {m.upper()} | {r} | {fmt_metric(s['bias'])} | {fmt_metric(s['loa_low'])} … {fmt_metric(s['loa_high'])} | {s['n']} |")
     if t_tests:
-        lines += ["", "## Paired t-tests on Dice (two-sided, over the cases both scored)", "",
-                  "| modality | rater | model vs | mean difference | t | p | n |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Paired t-tests on Dice (two-sided, over the cases both scored)",
+            "",
+            "| modality | rater | model vs | mean difference | t | p | n |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for t in t_tests:
-            lines.append(f"| {t['modality'].upper()} | {t['rater']} | {t['against']} | {fmt_metric(t['mean_difference'])} | {fmt_metric(t['t'], 2)} "
-                         f"| {fmt_metric(t['p'], 4)} | {t['n']} |")
+            lines.append(
+                f"| {t['modality'].upper()} | {t['rater']} | {t['against']} | {fmt_metric(t['mean_difference'])} | {fmt_metric(t['t'], 2)} "
+                f"| {fmt_metric(t['p'], 4)} | {t['n']} |"
+            )
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f['case_id']}: {f['error']}" for f in failures]
     write_text_atomic("\n".join(lines) + "\n", out / "report.md")

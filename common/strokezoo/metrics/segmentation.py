@@ -33,8 +33,19 @@ from scipy import ndimage
 __all__ = ["segmentation_metrics", "lesion_wise_counts", "hausdorff", "metric_names", "METRICS", "EMPTY_PRECISION"]
 
 METRICS = (
-    "dice", "precision", "recall", "hd", "hd95", "assd", "rve", "abs_rve", "volume_ref_ml", "volume_pred_ml",
-    "abs_volume_diff_ml", "lesion_count_diff", "lesion_f1",
+    "dice",
+    "precision",
+    "recall",
+    "hd",
+    "hd95",
+    "assd",
+    "rve",
+    "abs_rve",
+    "volume_ref_ml",
+    "volume_pred_ml",
+    "abs_volume_diff_ml",
+    "lesion_count_diff",
+    "lesion_f1",
 )
 #: what the precision of an empty prediction against a non-empty reference (0/0) is taken to be
 EMPTY_PRECISION = {"nan": float("nan"), "zero": 0.0}
@@ -46,6 +57,8 @@ def metric_names(hd_voxels: bool = False) -> list[str]:
     if hd_voxels:
         names.insert(names.index("hd") + 1, "hd_voxels")
     return names
+
+
 _CONN26 = np.ones((3, 3, 3), bool)
 
 

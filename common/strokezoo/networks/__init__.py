@@ -9,4 +9,17 @@ from .slnet import SLNet, xavier_init
 from .tfa_transformer import TFATransformer
 from .tfa_unet import TFAUNet, unet_inputs
 
-__all__ = ["AsymmetricResidualUNet", "ContextEncoder", "CrossAttentionUNet", "CrossDomainUNet", "FoldEnsemble", "PseudoDWISLNet", "SLNet", "TFATransformer", "TFAUNet", "unet_inputs", "write_fold_ensemble", "xavier_init"]
+__all__ = [
+    "AsymmetricResidualUNet",
+    "ContextEncoder",
+    "CrossAttentionUNet",
+    "CrossDomainUNet",
+    "FoldEnsemble",
+    "PseudoDWISLNet",
+    "SLNet",
+    "TFATransformer",
+    "TFAUNet",
+    "unet_inputs",
+    "write_fold_ensemble",
+    "xavier_init",
+]

@@ -77,13 +77,10 @@ class CrossDomainUNet(nn.Module):
         self.encoders = nn.ModuleList(UNetEncoder(spatial_dims, 1, self.features, **opts) for _ in range(in_channels))
         # encoder_gates[m][i] refines modality m's level-i features with the other modality's
         self.encoder_gates = (
-            nn.ModuleList(nn.ModuleList(CrossAttentionGate(spatial_dims, f, f) for f in skips) for _ in range(in_channels))
-            if encoder_attention else None
+            nn.ModuleList(nn.ModuleList(CrossAttentionGate(spatial_dims, f, f) for f in skips) for _ in range(in_channels)) if encoder_attention else None
         )
         fused = in_channels * self.features[-1]
-        self.decoders = nn.ModuleList(
-            CrossAttentionDecoder(spatial_dims, fused, skips, decoder_attention, **opts) for _ in range(in_channels)
-        )
+        self.decoders = nn.ModuleList(CrossAttentionDecoder(spatial_dims, fused, skips, decoder_attention, **opts) for _ in range(in_channels))
         self.heads = nn.ModuleList(Conv[Conv.CONV, spatial_dims](self.features[0], 1, kernel_size=1) for _ in range(in_channels))
         self.divisor = 2 ** (len(self.features) - 1)
 

@@ -36,8 +36,18 @@ class ContextEncoder(nn.Module):
         convs = [nn.Conv2d(c, w, 3, stride=2, padding=1) for c, w in zip((in_channels, *widths[:-1]), widths)]
         relu = nn.ReLU
         self.net = nn.Sequential(
-            convs[0], relu(), convs[1], relu(), convs[2], relu(), nn.AdaptiveAvgPool2d(pooled_size),
-            convs[3], relu(), convs[4], nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            convs[0],
+            relu(),
+            convs[1],
+            relu(),
+            convs[2],
+            relu(),
+            nn.AdaptiveAvgPool2d(pooled_size),
+            convs[3],
+            relu(),
+            convs[4],
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,14 @@ class PreActivationUnit(nn.Sequential):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-        norm: str | tuple = "batch", act: str | tuple = "prelu", dropout: float | None = None,
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        norm: str | tuple = "batch",
+        act: str | tuple = "prelu",
+        dropout: float | None = None,
     ) -> None:
         super().__init__(
             ADN(ordering="NAD", in_channels=in_channels, act=act, norm=norm, norm_dim=spatial_dims, dropout=dropout, dropout_dim=spatial_dims),
@@ -105,9 +111,7 @@ class AsymmetricResidualUNet(nn.Module):
         )
         self.down = nn.ModuleList(_Downsample(spatial_dims, f) for f in self.features[:-1])
         # 3x3x3 transposed convolutions (stride 2): with them the encoder holds ~75 % of the parameters
-        self.up = nn.ModuleList(
-            Conv[Conv.CONVTRANS, spatial_dims](2 * f, f, kernel_size=3, stride=2, padding=1, output_padding=1) for f in self.features[:-1]
-        )
+        self.up = nn.ModuleList(Conv[Conv.CONVTRANS, spatial_dims](2 * f, f, kernel_size=3, stride=2, padding=1, output_padding=1) for f in self.features[:-1])
         self.decoder = nn.ModuleList(_ResidualBlock(spatial_dims, f, decoder_units, norm, act, None) for f in self.features[:-1])
         self.head = PreActivationUnit(spatial_dims, base_features, out_channels, kernel_size=1, norm=norm, act=act)
         self.divisor = 2 ** (levels - 1)

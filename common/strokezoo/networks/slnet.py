@@ -51,9 +51,7 @@ class SLNet(nn.Module):
         super().__init__()
         self.features = tuple(int(f) for f in features)
         self.encoder = UNetEncoder(spatial_dims, in_channels, self.features, norm=norm, act="relu")
-        self.se = nn.ModuleList(
-            ChannelSELayer(spatial_dims, f, r=se_reduction) if squeeze_excitation else nn.Identity() for f in self.features
-        )
+        self.se = nn.ModuleList(ChannelSELayer(spatial_dims, f, r=se_reduction) if squeeze_excitation else nn.Identity() for f in self.features)
         self.decoder = nn.ModuleList(
             UnetUpBlock(spatial_dims, deep, skip, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name=norm, act_name="relu", trans_bias=True)
             for deep, skip in zip(self.features[:0:-1], self.features[-2::-1])

@@ -60,9 +60,7 @@ class TFATransformer(nn.Module):
         self.position_embedding = nn.Parameter(torch.zeros(1, frames + 1, hidden_size))
         nn.init.trunc_normal_(self.class_token, std=0.02)
         nn.init.trunc_normal_(self.position_embedding, std=0.02)
-        self.layers = nn.ModuleList(
-            LinformerLayer(hidden_size, frames + 1, num_heads, projected_length, mlp_dim, dropout_rate) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(LinformerLayer(hidden_size, frames + 1, num_heads, projected_length, mlp_dim, dropout_rate) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_size)
         self.head = nn.Linear(hidden_size, num_classes)
 

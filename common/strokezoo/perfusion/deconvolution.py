@@ -35,9 +35,7 @@ class PerfusionMaps:
     tmax: np.ndarray
 
 
-def block_circulant_svd(
-    concentration: np.ndarray, aif: np.ndarray, dt: float, threshold: float = 0.1, chunk: int = 262144
-) -> PerfusionMaps:
+def block_circulant_svd(concentration: np.ndarray, aif: np.ndarray, dt: float, threshold: float = 0.1, chunk: int = 262144) -> PerfusionMaps:
     """Deconvolve tissue curves ``concentration`` (..., T) by the arterial curve ``aif`` (T,).
 
     Args:

@@ -15,7 +15,7 @@ cost per voxel is one gather; this is written by hand because no library offers 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -13,7 +13,24 @@ from .temporal_resample import TemporalResampled, temporal_resample
 from .tfa_inputs import TFAInputsd
 
 __all__ = [
-    "BoundaryClass", "BoundaryClassd", "lesion_boundary", "CentralPixelsd", "central_pixels_target", "LesionFilterd", "filter_lesions", "LesionWeightMapd", "lesion_weight_map", "LoadModalitiesd",
-    "RandOpticalDistortiond", "optical_distortion", "PerfusionFeaturesd", "perfusion_frames", "perfusion_stage", "SaveCased", "SymmetricModalitiesd",
-    "TemporalResampled", "temporal_resample", "TFAInputsd",
+    "BoundaryClass",
+    "BoundaryClassd",
+    "lesion_boundary",
+    "CentralPixelsd",
+    "central_pixels_target",
+    "LesionFilterd",
+    "filter_lesions",
+    "LesionWeightMapd",
+    "lesion_weight_map",
+    "LoadModalitiesd",
+    "RandOpticalDistortiond",
+    "optical_distortion",
+    "PerfusionFeaturesd",
+    "perfusion_frames",
+    "perfusion_stage",
+    "SaveCased",
+    "SymmetricModalitiesd",
+    "TemporalResampled",
+    "temporal_resample",
+    "TFAInputsd",
 ]

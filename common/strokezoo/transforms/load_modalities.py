@@ -71,8 +71,10 @@ class LoadModalitiesd(MapTransform):
         path = d.get(self.stacked_key)
         if not isinstance(path, (str, os.PathLike)):
             missing = [k for k in self.keys if k not in d]
-            raise KeyError(f"{d.get(self.name_key, 'case')}: needs a file for each of {', '.join(self.keys)} "
-                           f"(missing: {', '.join(missing)}) or one stacked NIfTI under '{self.stacked_key}'")
+            raise KeyError(
+                f"{d.get(self.name_key, 'case')}: needs a file for each of {', '.join(self.keys)} "
+                f"(missing: {', '.join(missing)}) or one stacked NIfTI under '{self.stacked_key}'"
+            )
         require_stacked_keys(path, self.keys)
         stack = self.loader(path)
         if stack.ndim != 4:

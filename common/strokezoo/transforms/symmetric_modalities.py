@@ -55,16 +55,19 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
     image_type = type(fixed)
     transform = itk.VersorRigid3DTransform[itk.D].New()
     initializer = itk.CenteredTransformInitializer[itk.VersorRigid3DTransform[itk.D], image_type, image_type].New(
-        Transform=transform, FixedImage=fixed, MovingImage=moving)
+        Transform=transform, FixedImage=fixed, MovingImage=moving
+    )
     initializer.MomentsOn()
     initializer.InitializeTransform()
     metric = itk.MattesMutualInformationImageToImageMetricv4[image_type, image_type].New(NumberOfHistogramBins=32)
     optimizer = itk.RegularStepGradientDescentOptimizerv4[itk.D].New(
-        LearningRate=1.0, MinimumStepLength=1e-3, RelaxationFactor=0.5, NumberOfIterations=iterations)
+        LearningRate=1.0, MinimumStepLength=1e-3, RelaxationFactor=0.5, NumberOfIterations=iterations
+    )
     scales = itk.RegistrationParameterScalesFromPhysicalShift[type(metric)].New(Metric=metric)
     optimizer.SetScalesEstimator(scales)
     registration = itk.ImageRegistrationMethodv4[image_type, image_type].New(
-        FixedImage=fixed, MovingImage=moving, Metric=metric, Optimizer=optimizer, InitialTransform=transform)
+        FixedImage=fixed, MovingImage=moving, Metric=metric, Optimizer=optimizer, InitialTransform=transform
+    )
     if min(np.asarray(image).shape) >= 8:
         registration.SetNumberOfLevels(2)
         registration.SetShrinkFactorsPerLevel([2, 1])
@@ -108,7 +111,9 @@ def symmetric_modalities(
     shape = arrays[reference].shape[-3:]
     for k in keys:
         if arrays[k].ndim not in (3, 4) or arrays[k].shape[-3:] != shape:
-            raise ValueError(f"'{k}' has shape {arrays[k].shape}, '{reference}' {arrays[reference].shape}: all images must share one grid (3D, or channel-first 4D)")
+            raise ValueError(
+                f"'{k}' has shape {arrays[k].shape}, '{reference}' {arrays[reference].shape}: all images must share one grid (3D, or channel-first 4D)"
+            )
     ref = arrays[reference] if arrays[reference].ndim == 3 else arrays[reference][reference_channel]
     axis = left_right_axis(affine)
     transform = mirror_transform(ref, spacing, axis)
@@ -143,8 +148,14 @@ class SymmetricModalitiesd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection, reference_key: str | None = None, cache_dir: str | os.PathLike | None = None,
-        postfix: str = "_sym", name_key: str = "case_id", reference_channel: int = 0, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        reference_key: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        postfix: str = "_sym",
+        name_key: str = "case_id",
+        reference_channel: int = 0,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key

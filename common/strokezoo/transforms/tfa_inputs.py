@@ -34,8 +34,15 @@ class TFAInputsd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection, transformer: TFATransformer, checkpoint: str | os.PathLike | None = None, name: str = "image",
-        step: int = 2, batch_size: int = 4096, device: str | torch.device | None = None, allow_missing_keys: bool = False,
+        self,
+        keys: KeysCollection,
+        transformer: TFATransformer,
+        checkpoint: str | os.PathLike | None = None,
+        name: str = "image",
+        step: int = 2,
+        batch_size: int = 4096,
+        device: str | torch.device | None = None,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.device = torch.device(device or "cpu")

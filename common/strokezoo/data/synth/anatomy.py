@@ -101,7 +101,7 @@ class Grid:
     affine: np.ndarray
 
     @classmethod
-    def centred(cls, shape: tuple[int, int, int], spacing: tuple[float, float, float], centre=(0.0, 0.0, 0.0)) -> "Grid":
+    def centred(cls, shape: tuple[int, int, int], spacing: tuple[float, float, float], centre=(0.0, 0.0, 0.0)) -> Grid:
         affine = np.diag([*spacing, 1.0])
         affine[:3, 3] = np.asarray(centre) - (np.asarray(shape) - 1) / 2.0 * np.asarray(spacing)
         return cls(tuple(int(s) for s in shape), affine)  # type: ignore[arg-type]
@@ -118,10 +118,7 @@ class Grid:
         i, j, k = (np.arange(s, dtype=np.float32) for s in self.shape)
         for n, o in enumerate(offsets):
             for axis in range(3):
-                pts[n, ..., axis] = (
-                    a[axis, 0] * i[:, None, None] + a[axis, 1] * j[None, :, None]
-                    + a[axis, 2] * (k[None, None, :] + np.float32(o)) + a[axis, 3]
-                )
+                pts[n, ..., axis] = a[axis, 0] * i[:, None, None] + a[axis, 1] * j[None, :, None] + a[axis, 2] * (k[None, None, :] + np.float32(o)) + a[axis, 3]
         return pts
 
     def z_subsamples(self) -> int:

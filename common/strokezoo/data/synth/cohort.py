@@ -92,10 +92,13 @@ def _write_spes(subject: Subject, rng, out: Path, n: int, scale: float, uid: int
     pwi = perfusion_series(scene, subject, rng, "mr", frames, dt)
     _, dwi, _ = diffusion(scene, subject, "acute", rng, skull_stripped=True)
     images = {
-        "MR_CBF": pwi.cbf, "MR_CBV": pwi.cbv, "MR_DWI": dwi * 1000,
+        "MR_CBF": pwi.cbf,
+        "MR_CBV": pwi.cbv,
+        "MR_DWI": dwi * 1000,
         "MR_T1c": weighted_mr(scene, subject, "t1c", "acute", rng, skull_stripped=True) * 1000,
         "MR_T2": weighted_mr(scene, subject, "t2", "acute", rng, skull_stripped=True) * 1000,
-        "MR_Tmax": pwi.tmax, "MR_TTP": pwi.ttp,
+        "MR_Tmax": pwi.tmax,
+        "MR_TTP": pwi.ttp,
     }
     for i, (token, img) in enumerate(images.items()):
         _vsd(case, "VSD.Brain", token, uid + i, img, grid.affine, np.float32)
@@ -137,7 +140,9 @@ def _slab(subject: Subject, rng, scale: float, slab: int | None, n_slices: int, 
     return _grid("isles2018", scale, centre=(0.0, 10.0, centre[2]), n_slices=n_slices, thickness=thickness)
 
 
-def _write_isles2018(subject: Subject, rng, out: Path, n: int, scale: float, uid: int, testing: bool = False, slab: int | None = None, slab_rng=None, **_) -> dict:
+def _write_isles2018(
+    subject: Subject, rng, out: Path, n: int, scale: float, uid: int, testing: bool = False, slab: int | None = None, slab_rng=None, **_
+) -> dict:
     slab_rng = slab_rng or rng
     choices = [2, 4, 6, 8] if slab is not None else [2, 4, 6, 8, 8, 8, 10, 12, 16, 18, 22]
     n_slices = int(slab_rng.choice(choices))
@@ -344,8 +349,14 @@ def synthesize_cohort(
         results = [_synth_case(j) for j in jobs]
     rows = [r for group in results for r in group]
     summary = {
-        "layout": layout, "cases": len(rows), "patients": cases, "seed": seed, "scale": scale,
-        "difficulty": difficulty, "seconds": round(time.perf_counter() - start, 2), "rows": rows,
+        "layout": layout,
+        "cases": len(rows),
+        "patients": cases,
+        "seed": seed,
+        "scale": scale,
+        "difficulty": difficulty,
+        "seconds": round(time.perf_counter() - start, 2),
+        "rows": rows,
     }
     write_json_atomic(summary, out / "synth_summary.json")
     return summary

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ...perfusion import block_circulant_svd, gamma_variate, tissue_concentration, time_to_peak
+from ...perfusion import block_circulant_svd, gamma_variate, time_to_peak, tissue_concentration
 from .subject import Scene, Subject
 
 __all__ = ["weighted_mr", "diffusion", "perfusion_series", "noncontrast_ct", "ct_angiography", "PerfusionStudy"]
@@ -74,9 +74,7 @@ def _noise_sigma(subject: Subject) -> float:
     return 0.004 + 0.009 * subject.difficulty
 
 
-def weighted_mr(
-    scene: Scene, subject: Subject, contrast: str, phase: str, rng: np.random.Generator, skull_stripped: bool = False
-) -> np.ndarray:
+def weighted_mr(scene: Scene, subject: Subject, contrast: str, phase: str, rng: np.random.Generator, skull_stripped: bool = False) -> np.ndarray:
     """T1, T1c, T2 or FLAIR magnitude image (arbitrary units, brain WM about 0.5); zero outside the
     intracranial volume when ``skull_stripped`` (as ISLES 2015 distributes its images)."""
     values, (acute, subacute) = _MR[contrast]
@@ -139,9 +137,7 @@ class PerfusionStudy:
     ttp: np.ndarray
 
 
-def perfusion_series(
-    scene: Scene, subject: Subject, rng: np.random.Generator, modality: str, n_frames: int, dt: float
-) -> PerfusionStudy:
+def perfusion_series(scene: Scene, subject: Subject, rng: np.random.Generator, modality: str, n_frames: int, dt: float) -> PerfusionStudy:
     """CT perfusion (HU) or DSC-MR (signal, a.u.) series and the maps computed back from it.
 
     CT: HU(t) = NCCT + C(t) with a gamma-variate AIF of 250-450 HU peak, noise 4-10 HU per frame.
@@ -183,9 +179,7 @@ def perfusion_series(
     # As perfusion software does before deconvolution: in-plane Gaussian smoothing (sd 2.5 mm) and a
     # light temporal one; the SVD cut-off is the usual 0.2 for noisy CT and 0.1 for DSC-MR.
     measured = ndimage.gaussian_filter(measured.astype(np.float32, copy=False), sigma=smooth, truncate=2.5)
-    maps = block_circulant_svd(
-        measured[brain[box]], aif_measured - aif_measured[:n_base].mean(), dt, threshold=0.2 if modality == "ct" else 0.1
-    )
+    maps = block_circulant_svd(measured[brain[box]], aif_measured - aif_measured[:n_base].mean(), dt, threshold=0.2 if modality == "ct" else 0.1)
     out = {}
     for name in ("cbf", "cbv", "mtt", "tmax"):
         m = np.zeros(scene.grid.shape, np.float32)

@@ -7,4 +7,13 @@ from .encoder import UNetEncoder, conv_block
 from .linformer import LinformerLayer, LinformerSelfAttention
 from .switchable_norm import SwitchableNorm
 
-__all__ = ["CrossAttentionDecoder", "CrossAttentionGate", "DeepSupervisionHead", "LinformerLayer", "LinformerSelfAttention", "SwitchableNorm", "UNetEncoder", "conv_block"]
+__all__ = [
+    "CrossAttentionDecoder",
+    "CrossAttentionGate",
+    "DeepSupervisionHead",
+    "LinformerLayer",
+    "LinformerSelfAttention",
+    "SwitchableNorm",
+    "UNetEncoder",
+    "conv_block",
+]

@@ -28,9 +28,7 @@ class CrossAttentionGate(nn.Module):
         inter_channels: channels of the additive alignment ``S``; defaults to ``encoder_channels``.
     """
 
-    def __init__(
-        self, spatial_dims: int, encoder_channels: int, decoder_channels: int, inter_channels: int | None = None
-    ) -> None:
+    def __init__(self, spatial_dims: int, encoder_channels: int, decoder_channels: int, inter_channels: int | None = None) -> None:
         super().__init__()
         inter = inter_channels or encoder_channels
         conv = Conv[Conv.CONV, spatial_dims]

@@ -18,7 +18,12 @@ __all__ = ["UNetEncoder", "conv_block"]
 
 
 def conv_block(
-    spatial_dims: int, in_channels: int, out_channels: int, residual: bool, norm: str | tuple, act: str | tuple,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    residual: bool,
+    norm: str | tuple,
+    act: str | tuple,
     dropout: float | tuple | None,
 ) -> nn.Module:
     """Two (3×3 conv, norm, act) units, plain (``UnetBasicBlock``) or with a shortcut (``UnetResBlock``)."""

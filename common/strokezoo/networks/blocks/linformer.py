@@ -57,9 +57,7 @@ class LinformerSelfAttention(nn.Module):
 class LinformerLayer(nn.Module):
     """Pre-norm transformer layer: ``x + attention(LN(x))`` then ``x + MLP(LN(x))`` (GELU, MONAI ``MLPBlock``)."""
 
-    def __init__(
-        self, hidden_size: int, seq_len: int, num_heads: int = 8, projected_length: int = 16, mlp_dim: int = 512, dropout_rate: float = 0.0
-    ) -> None:
+    def __init__(self, hidden_size: int, seq_len: int, num_heads: int = 8, projected_length: int = 16, mlp_dim: int = 512, dropout_rate: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size)
         self.attn = LinformerSelfAttention(hidden_size, seq_len, num_heads, projected_length, dropout_rate)
