@@ -55,7 +55,7 @@ MARK = "BUNDLE_PERF "
 def cohort(layout: str, root: Path, cases: int) -> tuple[Path, Path]:
     """The synthetic cohort of ``layout`` (written once) and its 4-fold datalist."""
     from strokezoo.data.datalist import build_datalist
-    from strokezoo.data.synth import synthesize_cohort
+    from strokezoo.synth import synthesize_cohort
 
     data = root / f"{layout}-{cases}"
     datalist = root / f"{layout}-{cases}.json"

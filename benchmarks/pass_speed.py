@@ -88,8 +88,8 @@ def tfa_chunks(device: torch.device, repeats: int) -> None:
 
 
 def registration(repeats: int) -> None:
-    from strokezoo.data.nifti import load_nifti
-    from strokezoo.data.synth import synthesize_cohort
+    from strokezoo.io.nifti import load_nifti
+    from strokezoo.synth import synthesize_cohort
     from strokezoo.transforms.symmetric_modalities import mirror_transform
 
     with tempfile.TemporaryDirectory() as tmp:

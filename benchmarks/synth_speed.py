@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from strokezoo.data.layouts import LAYOUTS
-from strokezoo.data.synth import synthesize_cohort
+from strokezoo.synth import synthesize_cohort
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""TFA map (de Vries 2021, Sec. 2): batched ``strokezoo.inferers.tfa_map`` against the per-patch loop, and the
+"""TFA map (de Vries 2021, Sec. 2): batched ``strokezoo.networks.tfa_map`` against the per-patch loop, and the
 whole method (transformer, then U-Net) per volume.
 
 A 256×256 ISLES 2018 slice of 64 channels (32 frames and their mirrored copy) and the paper-size transformer (12
@@ -22,8 +22,7 @@ import torch
 from monai.networks.nets import DynUNet
 from torch.nn import functional as F
 
-from strokezoo.inferers import tfa_map, tfa_padding
-from strokezoo.networks import TFATransformer, TFAUNet
+from strokezoo.networks import TFATransformer, TFAUNet, tfa_map, tfa_padding
 
 
 def sync(device: torch.device) -> None:

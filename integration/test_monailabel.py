@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from strokezoo.bundle_info import BUNDLES, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, cpu_overrides, inference_keys
 from strokezoo.data.layouts import discover_cases
 from strokezoo.data.stacked import stack_case
-from strokezoo.data.synth import synthesize_cohort
-from strokezoo.export import export_bundle, inference_keys
+from strokezoo.export import export_bundle
+from strokezoo.synth import synthesize_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 MONAILABEL = Path(os.environ.get("MONAILABEL", REPO / ".venv-monailabel" / "bin" / "monailabel")).absolute()

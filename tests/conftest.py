@@ -13,7 +13,7 @@ import pytest
 from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS
-from strokezoo.data.synth import synthesize_cohort
+from strokezoo.synth import synthesize_cohort
 
 SMALL = {"cases": 3, "seed": 7, "scale": 0.3, "workers": 1}
 

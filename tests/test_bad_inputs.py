@@ -17,12 +17,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
+from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides, inference_keys
 from strokezoo.data.checks import InputCheck, check_entry
 from strokezoo.data.datalist import build_datalist
-from strokezoo.data.nifti import InputError
 from strokezoo.data.stacked import stack_case
-from strokezoo.export import inference_keys
+from strokezoo.errors import InputError
 
 from conftest import tree_digest, untrained_checkpoint
 

@@ -14,7 +14,8 @@ import torch
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.data.nifti import InputError, load_nifti
+from strokezoo.errors import InputError
+from strokezoo.io.nifti import load_nifti
 
 from conftest import tree_digest
 
@@ -134,7 +135,7 @@ def test_show_finds_bids_derivative_mask(cohort, tmp_path):
 
 def test_evaluate_synthesized_images(cohort, tmp_path):
     """SSIM/PSNR of a 'synthesized' DWI (the acquired one plus noise) through the evaluate command."""
-    from strokezoo.data.nifti import save_nifti
+    from strokezoo.io.nifti import save_nifti
 
     root, _ = cohort("isles2022")
     dl = tmp_path / "dl.json"

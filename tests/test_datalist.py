@@ -14,7 +14,7 @@ import pytest
 
 from strokezoo.data.datalist import build_datalist
 from strokezoo.data.layouts import LAYOUTS, detect_layout
-from strokezoo.data.nifti import InputError
+from strokezoo.errors import InputError
 
 from conftest import ALL_LAYOUTS, tree_digest
 
@@ -40,7 +40,7 @@ def test_round_trip(cohort, tmp_path, layout):
 
 
 def test_folds_are_patient_level_and_slabs_grouped(tmp_path):
-    from strokezoo.data.synth import synthesize_cohort
+    from strokezoo.synth import synthesize_cohort
 
     s = synthesize_cohort("isles2018", tmp_path / "d", cases=6, seed=3, scale=0.2, workers=1, test_fraction=0.0)
     truth = {r["case_id"]: r["patient_id"] for r in s["rows"]}

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from strokezoo.bundle_info import BUNDLES, bundles_dir, cpu_overrides
-from strokezoo.export import export_bundle, sha256
+from strokezoo.export import NOT_VENDORED, export_bundle, sha256
 
 from conftest import tree_digest, untrained_checkpoint
 
@@ -64,6 +64,8 @@ def test_every_bundle_exports_with_its_library_weights_and_hashes(bundle, tmp_pa
         names = z.namelist()
         assert {n.split("/")[0] for n in names} == {bundle}
         assert f"{bundle}/scripts/__init__.py" in names and f"{bundle}/scripts/strokezoo/networks/__init__.py" in names
+        vendored = {n.split("/")[3] for n in names if n.startswith(f"{bundle}/scripts/strokezoo/")}
+        assert {"data", "networks", "transforms", "inferers", "metrics", "errors.py"} <= vendored and not vendored & NOT_VENDORED
         assert f"{bundle}/configs/inference.json" in names and not any("/datalist.json" in n or "__pycache__" in n for n in names)
         imports = json.loads(z.read(f"{bundle}/configs/inference.json"))["imports"]
         assert imports.index("$import scripts") == imports.index("$import strokezoo") - 1

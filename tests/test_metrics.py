@@ -278,7 +278,7 @@ def test_evaluate_states_its_conventions_and_every_n(tmp_path):
     missed lesion lowers the mean precision under "zero" and is left out of it (n smaller) under "nan"."""
     import json
 
-    from strokezoo.data.nifti import save_nifti
+    from strokezoo.io.nifti import save_nifti
     from strokezoo.metrics.evaluate import evaluate
 
     affine = np.diag([1.0, 1.0, 3.0, 1.0])

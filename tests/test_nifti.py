@@ -1,4 +1,4 @@
-"""Bad-input handling and atomic writes of strokezoo.data.nifti."""
+"""Bad-input handling and atomic writes of strokezoo.io.nifti."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from strokezoo.data.nifti import InputError, load_nifti, same_grid, save_nifti
+from strokezoo.errors import InputError
+from strokezoo.io.nifti import load_nifti, same_grid, save_nifti
 
 
 def _write(path, data, affine=None, dtype=np.float32):
@@ -145,7 +146,7 @@ def test_save_is_atomic_and_round_trips(tmp_path, vol):
 
 
 def test_failed_write_leaves_target_untouched(tmp_path):
-    from strokezoo.data.atomic import atomic_path
+    from strokezoo.io.atomic import atomic_path
 
     target = tmp_path / "report.md"
     target.write_text("old")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from strokezoo.data.nifti import InputError
+from strokezoo.errors import InputError
 from strokezoo.metrics.grid_search import eq2_score, grid_search
 from strokezoo.transforms import LesionFilterd, filter_lesions
 

@@ -13,8 +13,8 @@ from monai.networks.layers import get_norm_layer
 from torch.nn import functional as F
 
 from strokezoo.data.datalist import require_key
-from strokezoo.data.nifti import InputError
 from strokezoo.engines import PseudoDWITrainer
+from strokezoo.errors import InputError
 from strokezoo.losses import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, synthesis_loss, weighted_cross_entropy
 from strokezoo.metrics.evaluate import scale_to_percentile, size_groups
 from strokezoo.networks import ContextEncoder, PseudoDWISLNet, SLNet, xavier_init

@@ -12,8 +12,8 @@ import torch
 from monai.transforms import LoadImaged
 
 from strokezoo.data.datalist import build_datalist
-from strokezoo.data.nifti import InputError
 from strokezoo.data.stacked import channel_slices, stack_case, stacked_keys
+from strokezoo.errors import InputError
 from strokezoo.transforms import LoadModalitiesd
 
 from conftest import tree_digest

@@ -74,7 +74,7 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
 
     import strokezoo.transforms.symmetric_modalities as sm
     from strokezoo.data.datalist import build_datalist
-    from strokezoo.data.nifti import InputError
+    from strokezoo.errors import InputError
     from strokezoo.transforms import SymmetricModalitiesd
 
     from conftest import tree_digest

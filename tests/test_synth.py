@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from strokezoo.data.synth import synthesize_cohort
-from strokezoo.data.synth.anatomy import Grid
-from strokezoo.data.synth.contrasts import diffusion, perfusion_series
-from strokezoo.data.synth.lesions import territory_of
-from strokezoo.data.synth.subject import random_subject, render_scene
+from strokezoo.synth import synthesize_cohort
+from strokezoo.synth.anatomy import Grid
+from strokezoo.synth.contrasts import diffusion, perfusion_series
+from strokezoo.synth.lesions import territory_of
+from strokezoo.synth.subject import random_subject, render_scene
 
 
 def _digest(root):
@@ -115,7 +115,7 @@ def test_lesions_in_one_territory_and_hemisphere(scene_and_subject):
 
 def test_lesion_model_statistics():
     """0-3 lesions, about 10 % of cases healthy, planned volumes from < 1 mL to > 100 mL, one hemisphere mostly."""
-    from strokezoo.data.synth.lesions import random_lesions
+    from strokezoo.synth.lesions import random_lesions
 
     rng = np.random.default_rng(0)
     draws = [random_lesions(rng) for _ in range(400)]

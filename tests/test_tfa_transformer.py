@@ -10,8 +10,7 @@ import torch
 from monai.networks.nets import DynUNet
 from torch.nn import functional as F
 
-from strokezoo.inferers import tfa_map
-from strokezoo.networks import FoldEnsemble, TFATransformer, TFAUNet, unet_inputs, write_fold_ensemble
+from strokezoo.networks import FoldEnsemble, TFATransformer, TFAUNet, tfa_map, unet_inputs, write_fold_ensemble
 from strokezoo.networks.blocks import LinformerSelfAttention
 from strokezoo.transforms import central_pixels_target, temporal_resample
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "data", "engines", "inferers", "losses", "metrics", "networks", "perfusion", "transforms", "versions"]
+__all__ = ["__version__", "data", "engines", "errors", "inferers", "io", "losses", "metrics", "networks", "perfusion", "transforms", "versions"]
 
 
 def __getattr__(name: str):

@@ -47,7 +47,8 @@ def predict_datalist(datalist: str, rule: str, out: str, split: str = "training"
     from pathlib import Path
 
     from .data.datalist import load_datalist_entries
-    from .data.nifti import InputError, load_nifti, save_nifti
+    from .errors import InputError
+    from .io.nifti import load_nifti, save_nifti
 
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose from {sorted(RULES)}")

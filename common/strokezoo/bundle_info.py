@@ -13,11 +13,12 @@ The demo, the tests and ``strokezoo export`` use this module; nothing here impor
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["BundleInfo", "BUNDLES", "bundles_dir", "config_files", "cpu_overrides", "describe"]
+__all__ = ["BundleInfo", "BUNDLES", "bundle_folder", "bundles_dir", "config_files", "cpu_overrides", "describe", "inference_keys"]
 
 
 class BundleInfo(NamedTuple):
@@ -34,6 +35,26 @@ def bundles_dir() -> Path:
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: no bundles folder; this needs a clone of the repository")
     return d
+
+
+def bundle_folder(bundle: str | os.PathLike) -> Path:
+    """``bundle`` if it is a bundle folder, else the repository's ``bundles/<bundle>``."""
+    root = Path(bundle)
+    if not root.is_dir():
+        root = bundles_dir() / str(bundle)
+    meta_file = root / "configs" / "metadata.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file}: no bundle metadata; is {bundle} a bundle folder?")
+    return root
+
+
+def inference_keys(bundle: str | os.PathLike) -> list[str]:
+    """The modality keys a bundle's ``configs/inference.json`` loads (``load_keys``), in channel order."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_folder(bundle) / "configs" / "inference.json"))
+    return list(parser.get_parsed_content("load_keys", instantiate=False))
 
 
 def _read(path: Path) -> dict:

@@ -6,7 +6,7 @@ import sys
 
 import fire
 
-from .data.nifti import InputError
+from .errors import InputError
 
 __all__ = ["main"]
 
@@ -22,7 +22,7 @@ def synth(layout: str, out: str, cases: int = 10, seed: int = 0, scale: float = 
     Example:
         strokezoo synth --layout isles2022 --cases 10 --seed 0 --out data/isles2022_synth
     """
-    from .data.synth import synthesize_cohort
+    from .synth import synthesize_cohort
 
     s = synthesize_cohort(layout, out, cases=cases, seed=seed, scale=scale, difficulty=difficulty, workers=workers)
     print(f"wrote {s['cases']} {layout} cases to {out} in {s['seconds']} s")
@@ -248,8 +248,8 @@ def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
     Example:
         strokezoo stack /data/ISLES2017 --bundle stroke_mri_crossattention_unet2d --out studies/
     """
-    from .data.nifti import InputError
     from .data.stacked import stack_cases
+    from .errors import InputError
     from .export import inference_keys
 
     try:

@@ -68,10 +68,10 @@ def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path
 def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epochs: int = 40) -> Path:
     """Run synth -> datalist -> threshold rule -> evaluate -> show for each cohort; returns the report path."""
     from .baselines import predict_datalist
-    from .data.atomic import write_text_atomic
     from .data.datalist import build_datalist
-    from .data.synth import synthesize_cohort
+    from .io.atomic import write_text_atomic
     from .metrics.evaluate import evaluate, fmt_metric
+    from .synth import synthesize_cohort
     from .visualize import show_case
 
     out = Path(out)

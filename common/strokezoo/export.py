@@ -23,7 +23,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["bundle_folder", "export_bundle", "inference_keys", "large_files_entry", "sha256"]
+__all__ = ["export_bundle", "large_files_entry", "sha256", "NOT_VENDORED"]
+
+#: parts of the library that no bundle imports at run time (the cohort generator and the tools around the bundles)
+NOT_VENDORED = frozenset({"synth", "demo.py", "cli.py", "export.py", "visualize.py", "baselines.py", "bundle_info.py"})
 
 #: Bundle content never exported: run-time outputs of training and inference.
 _SKIP = {"models", "eval", "cache", "datalist.json", "__pycache__", "large_files.yml"}
@@ -72,28 +75,6 @@ def _vendored_config(text: str) -> str:
     return json.dumps(config, indent=4) + "\n"
 
 
-def bundle_folder(bundle: str | os.PathLike) -> Path:
-    """``bundle`` if it is a bundle folder, else the repository's ``bundles/<bundle>``."""
-    from .bundle_info import bundles_dir
-
-    root = Path(bundle)
-    if not root.is_dir():
-        root = bundles_dir() / str(bundle)
-    meta_file = root / "configs" / "metadata.json"
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{meta_file}: no bundle metadata; is {bundle} a bundle folder?")
-    return root
-
-
-def inference_keys(bundle: str | os.PathLike) -> list[str]:
-    """The modality keys a bundle's ``configs/inference.json`` loads (``load_keys``), in channel order."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle_folder(bundle) / "configs" / "inference.json"))
-    return list(parser.get_parsed_content("load_keys", instantiate=False))
-
-
 def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike = "dist", weights: str | os.PathLike | None = None, url: str = "") -> Path:
     """Write ``<out>/<name>_v<version>.zip`` of ``bundle`` (a folder, or a bundle name under the repository's
     ``bundles/``); returns its path.
@@ -104,6 +85,8 @@ def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike = "dist", we
             ``large_files.yml``; empty until the weights are published (docs/weights.md).
     """
     import strokezoo
+
+    from .bundle_info import bundle_folder
 
     root = bundle_folder(bundle)
     meta = json.loads((root / "configs" / "metadata.json").read_text())
@@ -133,6 +116,8 @@ def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike = "dist", we
             z.writestr(f"{name}/scripts/__init__.py", _SCRIPTS_INIT)
             for f in sorted(library.rglob("*")):
                 rel = f.relative_to(library)
+                if rel.parts[0] in NOT_VENDORED:
+                    continue
                 if f.is_file() and "__pycache__" not in rel.parts and f.suffix in (".py", ".json", ".typed"):
                     z.write(f, f"{name}/scripts/strokezoo/{rel.as_posix()}")
             large = "large_files:\n"

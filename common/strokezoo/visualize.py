@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.atomic import atomic_path
 from .data.layouts import modality_of
-from .data.nifti import is_nifti, load_nifti
+from .io.atomic import atomic_path
+from .io.nifti import is_nifti, load_nifti
 
 __all__ = ["show_case"]
 

@@ -1,10 +1,11 @@
-"""Dataset layer: NIfTI input checks, ISLES/APIS release layouts, datalists and folds, synthetic cohorts."""
+"""Dataset layer: input checks, ISLES/APIS release layouts, datalists and folds, slices and patches for training,
+stacked studies (NIfTI files: :mod:`strokezoo.io`; synthetic cohorts: :mod:`strokezoo.synth`)."""
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["atomic", "checks", "datalist", "folds", "layouts", "nifti", "slices", "stacked", "synth"]
+__all__ = ["checks", "datalist", "folds", "layouts", "slices", "stacked"]
 
 
 def __getattr__(name: str):

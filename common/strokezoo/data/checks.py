@@ -1,7 +1,7 @@
 """Check a batch of cases before a bundle runs on it: usable cases go on, the others are listed at the end.
 
 Every bundle's inference (and evaluation) reads its cases through :class:`InputCheck`. Each file is opened
-with :func:`~strokezoo.data.nifti.load_nifti`, so a zero-byte, truncated or non-NIfTI file, NaN/Inf or
+with :func:`~strokezoo.io.nifti.load_nifti`, so a zero-byte, truncated or non-NIfTI file, NaN/Inf or
 all-zero voxels, a 2D image, a header that claims an absurd shape, a series with too few frames, or a label
 that is not a mask is caught with the file's name and the problem, before any network runs. The
 modalities of a case must share its grid: a difference within ``grid_atol_mm`` (a rounding error in a header)
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, InputsRefused
+from ..io.nifti import NiftiVolume, load_nifti, same_grid
 from .layouts import SERIES_KEYS
-from .nifti import InputError, NiftiVolume, load_nifti, same_grid
 from .stacked import channel_slices, require_stacked_keys
 
-__all__ = ["MULTI_VOLUME_KEYS", "InputCheck", "check_entry", "InputsRefused"]
+__all__ = ["MULTI_VOLUME_KEYS", "InputCheck", "check_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ logger = logging.getLogger(__name__)
 MULTI_VOLUME_KEYS = frozenset({"dwi"})
 #: Affine differences (mm) below this are float rounding, not worth a warning.
 _ROUNDING_MM = 1e-5
-
-
-class InputsRefused(RuntimeError):
-    """Raised at the end of a run that refused some of its cases; the message lists them."""
 
 
 def _load(path: str, key: str, min_frames: int) -> NiftiVolume:

@@ -7,7 +7,7 @@ Output (MONAI's decathlon-style JSON, readable by ``monai.data.load_decathlon_da
      "testing":  [{"case_id", "patient_id", <modality>: path, ...}],
      "failures": [{"case_id", "error"}]}
 
-Every file of every case is opened and checked (:func:`strokezoo.data.nifti.load_nifti`); modalities that
+Every file of every case is opened and checked (:func:`strokezoo.io.nifti.load_nifti`); modalities that
 must share the label's grid are compared. A bad case is reported with the file and the problem and left
 out; the others are written. Nothing under the dataset root is ever written.
 """
@@ -23,10 +23,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .atomic import write_json_atomic
+from ..errors import InputError
+from ..io.atomic import write_json_atomic
+from ..io.nifti import load_nifti, same_grid
 from .folds import patient_folds
 from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
-from .nifti import InputError, load_nifti, same_grid
 
 __all__ = [
     "build_datalist",

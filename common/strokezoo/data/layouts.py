@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .nifti import is_nifti
+from ..io.nifti import is_nifti
 
 __all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of", "SERIES_KEYS"]
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_path
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..io.nifti import load_nifti, same_grid
 from .layouts import SERIES_KEYS
-from .nifti import InputError, load_nifti, same_grid
 
 __all__ = ["DESCRIP_PREFIX", "channel_slices", "require_stacked_keys", "stacked_keys", "stack_case", "stack_cases"]
 

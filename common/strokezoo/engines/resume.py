@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-from ..data.atomic import atomic_path
+from ..io.atomic import atomic_path
 
 __all__ = ["ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
 

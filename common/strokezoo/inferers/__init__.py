@@ -2,6 +2,5 @@
 
 from .dense_patch import DensePatchInferer, patch_centres
 from .mixed_precision import MixedPrecisionInferer, bf16_is_fast, to_float32
-from .tfa_map import tfa_map, tfa_padding
 
-__all__ = ["DensePatchInferer", "MixedPrecisionInferer", "bf16_is_fast", "patch_centres", "to_float32", "tfa_map", "tfa_padding"]
+__all__ = ["DensePatchInferer", "MixedPrecisionInferer", "bf16_is_fast", "patch_centres", "to_float32"]

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from ..data.datalist import load_datalist_entries, select_entries
-from ..data.nifti import InputError, load_nifti, same_grid
+from ..errors import InputError
+from ..io.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+from ..io.nifti import load_nifti, same_grid
 from ..transforms.lesion_filter import filter_lesions
 from .evaluate import conventions, conventions_line, fmt_metric, summarize
 from .segmentation import hausdorff

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.atomic import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..data.datalist import load_datalist_entries, select_entries
-from ..data.nifti import InputError, load_nifti, same_grid
+from ..errors import InputError
+from ..io.atomic import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
+from ..io.nifti import load_nifti, same_grid
 from .agreement import KAPPA_LEVELS, cohen_kappa, kappa_level
 from .evaluate import conventions, conventions_line, fmt_metric, summarize
 from .segmentation import METRICS, segmentation_metrics

@@ -6,6 +6,7 @@ from .fold_ensemble import FoldEnsemble, write_fold_ensemble
 from .pseudo_dwi_slnet import ContextEncoder, PseudoDWISLNet
 from .residual_unet3d import AsymmetricResidualUNet
 from .slnet import SLNet, xavier_init
+from .tfa_map import tfa_map, tfa_padding
 from .tfa_transformer import TFATransformer
 from .tfa_unet import TFAUNet, unet_inputs
 
@@ -19,6 +20,8 @@ __all__ = [
     "SLNet",
     "TFATransformer",
     "TFAUNet",
+    "tfa_map",
+    "tfa_padding",
     "unet_inputs",
     "write_fold_ensemble",
     "xavier_init",

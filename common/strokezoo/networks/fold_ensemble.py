@@ -73,7 +73,7 @@ class FoldEnsemble(nn.Module):
 def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]], out: str | os.PathLike) -> str:
     """Write the :class:`FoldEnsemble` checkpoint of the given fold checkpoints (see
     :meth:`FoldEnsemble.state_dict_from_folds`) to ``out`` (atomically); returns it."""
-    from ..data.atomic import atomic_path
+    from ..io.atomic import atomic_path
 
     paths = [p for fold in fold_checkpoints for p in (fold.values() if isinstance(fold, Mapping) else [fold])]
     missing = [str(p) for p in paths if not os.path.isfile(p)]

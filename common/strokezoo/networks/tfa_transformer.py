@@ -9,7 +9,7 @@ central 2 × 2 pixels of the patch are infarcted.
 
 The linear map of a flattened frame patch is a 2D convolution with a ``P × P`` kernel; written that way,
 :meth:`TFATransformer.embed` embeds every patch of a whole slice at once (any stride), which is how the
-transformer-generated attention map is computed (:func:`strokezoo.inferers.tfa_map`).
+transformer-generated attention map is computed (:func:`strokezoo.networks.tfa_map`).
 """
 
 from __future__ import annotations

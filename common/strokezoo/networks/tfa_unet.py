@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..inferers.tfa_map import tfa_map
+from .tfa_map import tfa_map
 from .tfa_transformer import TFATransformer
 
 __all__ = ["TFAUNet", "unet_inputs"]

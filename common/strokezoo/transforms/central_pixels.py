@@ -15,7 +15,7 @@ __all__ = ["central_pixels_target", "CentralPixelsd"]
 
 def central_pixels_target(label: torch.Tensor, size: int = 2) -> torch.Tensor:
     """``[1 - f, f]``, ``f`` the share of label > 0 in the central ``size × size`` pixels of a label patch
-    ``(1, P, P)`` or ``(1, P, P, 1)``; the centre block starts at ``P // 2 - size // 2`` (as in :func:`strokezoo.inferers.tfa_map`)."""
+    ``(1, P, P)`` or ``(1, P, P, 1)``; the centre block starts at ``P // 2 - size // 2`` (as in :func:`strokezoo.networks.tfa_map`)."""
     patch = torch.as_tensor(label).reshape(label.shape[-3:-1] if label.ndim == 4 else label.shape[-2:])
     start = [n // 2 - size // 2 for n in patch.shape]
     share = (patch[start[0] : start[0] + size, start[1] : start[1] + size] > 0).float().mean()

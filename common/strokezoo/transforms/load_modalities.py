@@ -10,8 +10,8 @@ from monai.transforms import LoadImage, MapTransform
 
 from ..data.checks import MULTI_VOLUME_KEYS
 from ..data.layouts import SERIES_KEYS
-from ..data.nifti import InputError
 from ..data.stacked import channel_slices, require_stacked_keys
+from ..errors import InputError
 
 __all__ = ["LoadModalitiesd"]
 

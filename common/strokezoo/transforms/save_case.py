@@ -2,7 +2,7 @@
 
 MONAI's ``SaveImaged`` names files after the first input file and writes in place; bundle outputs here are
 named ``<case_id><postfix>.nii.gz`` so that ``strokezoo evaluate`` finds them, and go through
-:func:`strokezoo.data.nifti.save_nifti` (temporary file, then rename).
+:func:`strokezoo.io.nifti.save_nifti` (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from ..data.nifti import InputError, save_nifti
+from ..errors import InputError
+from ..io.nifti import save_nifti
 
 __all__ = ["SaveCased"]
 

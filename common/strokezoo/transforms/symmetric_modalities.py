@@ -22,7 +22,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from ..data.nifti import InputError, save_nifti
+from ..errors import InputError
+from ..io.nifti import save_nifti
 
 __all__ = ["left_right_axis", "mirror_transform", "symmetric_modalities", "SymmetricModalitiesd"]
 

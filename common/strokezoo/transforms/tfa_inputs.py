@@ -13,8 +13,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from ..data.nifti import InputError
-from ..inferers.tfa_map import tfa_map
+from ..errors import InputError
+from ..networks.tfa_map import tfa_map
 from ..networks.tfa_transformer import TFATransformer
 from ..networks.tfa_unet import unet_inputs
 
@@ -29,7 +29,7 @@ class TFAInputsd(MapTransform):
         transformer: the part-A network (its architecture).
         checkpoint: its trained weights (a state dict, loaded with ``weights_only=True``); None keeps ``transformer`` as given.
         name: key of the output volume.
-        step, batch_size: of :func:`strokezoo.inferers.tfa_map`.
+        step, batch_size: of :func:`strokezoo.networks.tfa_map`.
         device: where the transformer runs (default: CPU).
     """
 

@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from ..networks.tfa_transformer import TFATransformer
+    from .tfa_transformer import TFATransformer
 
 __all__ = ["tfa_map", "tfa_padding"]
 

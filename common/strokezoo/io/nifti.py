@@ -18,23 +18,15 @@ from typing import Literal
 import nibabel as nib
 import numpy as np
 
+from ..errors import InputError
 from .atomic import atomic_path
 
-__all__ = ["InputError", "NiftiVolume", "load_nifti", "save_nifti", "same_grid", "NIFTI_SUFFIXES", "is_nifti"]
+__all__ = ["NiftiVolume", "load_nifti", "save_nifti", "same_grid", "NIFTI_SUFFIXES", "is_nifti"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 #: Refuse headers that claim more voxels than any stroke study has (a corrupt header, not a scan).
 MAX_VOXELS = 2**31
 Kind = Literal["image", "label", "series"]
-
-
-class InputError(ValueError):
-    """A user-supplied file that cannot be used; the message starts with the file's path."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...metrics.agreement import cohen_kappa
-from ..atomic import write_json_atomic
-from ..layouts import LAYOUTS
-from ..nifti import save_nifti
+from ..data.layouts import LAYOUTS
+from ..io.atomic import write_json_atomic
+from ..io.nifti import save_nifti
+from ..metrics.agreement import cohen_kappa
 from .anatomy import Grid, mni_atlas
 from .contrasts import ct_angiography, diffusion, noncontrast_ct, perfusion_series, weighted_mr
 from .lesions import _centre_candidates, territory_of

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ...perfusion import block_circulant_svd, gamma_variate, time_to_peak, tissue_concentration
+from ..perfusion import block_circulant_svd, gamma_variate, time_to_peak, tissue_concentration
 from .subject import Scene, Subject
 
 __all__ = ["weighted_mr", "diffusion", "perfusion_series", "noncontrast_ct", "ct_angiography", "PerfusionStudy"]
