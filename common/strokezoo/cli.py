@@ -248,9 +248,8 @@ def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
     Example:
         strokezoo stack /data/ISLES2017 --bundle stroke_mri_crossattention_unet2d --out studies/
     """
+    from .bundle_info import inference_keys
     from .data.stacked import stack_cases
-    from .errors import InputError
-    from .export import inference_keys
 
     try:
         keys = inference_keys(bundle)
