@@ -455,3 +455,12 @@ def test_every_key_of_every_override_file_exists_in_the_config_it_overrides(bund
         "train#trainr#max_epochs",
     ]  # misspelt keys are caught
     assert set(cpu_overrides(bundle)) <= set(json.loads((configs(bundle) / "smoke.json").read_text()))
+
+
+def test_every_bundle_json_is_as_the_model_zoo_hooks_leave_it():
+    """4-space indent, ASCII escapes (non-ASCII author names too), a final newline: what model-zoo's pre-commit writes."""
+    files = sorted((REPO / "bundles").glob("*/configs/*.json"))
+    assert len(files) >= 6 * 6
+    for f in files:
+        text = f.read_text()
+        assert text.isascii() and text == json.dumps(json.loads(text), indent=4) + "\n", f

@@ -67,6 +67,12 @@ def test_every_bundle_exports_with_its_library_weights_and_hashes(bundle, tmp_pa
         vendored = {n.split("/")[3] for n in names if n.startswith(f"{bundle}/scripts/strokezoo/")}
         assert {"data", "networks", "transforms", "inferers", "metrics", "errors.py"} <= vendored and not vendored & NOT_VENDORED
         assert f"{bundle}/configs/inference.json" in names and not any("/datalist.json" in n or "__pycache__" in n for n in names)
+        meta = json.loads(z.read(f"{bundle}/configs/metadata.json"))
+        assert "strokezoo" not in meta["required_packages_version"] and "nibabel" in meta["required_packages_version"]
+        for n in names:
+            if n.endswith(".json") and "/configs/" in n:
+                text = z.read(n).decode()
+                assert text.isascii() and text == json.dumps(json.loads(text), indent=4) + "\n", n
         imports = json.loads(z.read(f"{bundle}/configs/inference.json"))["imports"]
         assert imports.index("$import scripts") == imports.index("$import strokezoo") - 1
         assert z.read(f"{bundle}/models/model.pt") == weights.read_bytes()

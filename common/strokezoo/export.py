@@ -68,10 +68,15 @@ def _check_state_dict(weights: Path) -> None:
 
 
 def _vendored_config(text: str) -> str:
+    """A config as the exported bundle holds it: ``scripts`` imported before ``strokezoo``; in metadata.json no
+    ``strokezoo`` among the required packages (it is vendored, and PyPI has no such package); JSON as the model zoo's
+    pre-commit hooks leave it (4-space indent, ASCII escapes, final newline)."""
     config = json.loads(text)
     imports = config.get("imports")
     if isinstance(imports, list) and "$import strokezoo" in imports:
         imports.insert(imports.index("$import strokezoo"), "$import scripts")
+    if isinstance(config.get("required_packages_version"), dict):
+        config["required_packages_version"].pop("strokezoo", None)
     return json.dumps(config, indent=4) + "\n"
 
 
