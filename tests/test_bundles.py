@@ -464,3 +464,15 @@ def test_every_bundle_json_is_as_the_model_zoo_hooks_leave_it():
     for f in files:
         text = f.read_text()
         assert text.isascii() and text == json.dumps(json.loads(text), indent=4) + "\n", f
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_no_network_scripts(bundle):
+    """Each bundle README says that ``torch.jit.script`` cannot compile its network and names tracing instead; if one
+    ever scripts, the README (and the model zoo's script check) should say so."""
+    wf = ConfigWorkflow(config_file=str(configs(bundle) / "inference.json"), workflow_type="infer", **cpu_overrides(bundle))
+    net = wf.parser.get_parsed_content("network_def")
+    with pytest.raises(Exception):  # noqa: B017 - RuntimeError or NotSupportedError, by network
+        torch.jit.script(net)
+    readme = (REPO / "bundles" / bundle / "docs" / "README.md").read_text()
+    assert "`torch.jit.script` cannot compile this network" in readme and "use_trace=True" in readme
