@@ -64,6 +64,15 @@ def cohort12(tmp_path_factory):
     return get
 
 
+def bundle_run(run_id: str | None, keys: dict) -> list[str]:
+    """``-m monai.bundle run [run_id] --key value ...``, as a user types it: paths, strings and numbers as they are,
+    booleans as fire reads them (``True``), lists and dicts as JSON. Prepend the interpreter (or torchrun)."""
+    flags = []
+    for k, v in keys.items():
+        flags += [f"--{k}", json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)]
+    return ["-m", "monai.bundle", "run", *([run_id] if run_id else []), *flags]
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -80,29 +89,8 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
     for stage in BUNDLES[bundle].stages:
         files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides), "configs/smoke.json"]
-        cmd = [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "run",
-            "training",
-            "--config_file",
-            str(files),
-            "--dataset_dir",
-            str(data),
-            "--datalist",
-            str(datalist),
-            "--epochs",
-            str(epochs),
-            "--val_interval",
-            str(min(5, epochs)),
-            "--val_fold",
-            "0",
-            "--fold",
-            "0",
-            "--train#random_transforms",
-            "[]",
-        ]
+        keys = {"config_file": files, "dataset_dir": data, "datalist": datalist, "epochs": epochs, "val_interval": min(5, epochs)}
+        cmd = [sys.executable, *bundle_run("training", {**keys, "val_fold": 0, "fold": 0, "train#random_transforms": []})]
         r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
         assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-3000:]}"
 
@@ -187,33 +175,9 @@ def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, chec
     """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
     would, with ``python -m monai.bundle run evaluating`` in a subprocess and the CPU-sized network (``extra``: more config
     keys); returns the summary."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "evaluating",
-        "--config_file",
-        str(config_files(bundle, "inference.json", "evaluate.json")),
-        "--bundle_root",
-        str(root),
-        "--dataset_dir",
-        str(data),
-        "--datalist",
-        str(datalist),
-        "--ckpt_path",
-        str(checkpoint),
-        "--output_dir",
-        str(out),
-        "--metrics_dir",
-        str(out / "metrics"),
-        "--save_probabilities",
-        "True",
-        "--num_workers",
-        "0",
-    ]
-    for k, v in {**cpu_overrides(bundle), **extra}.items():
-        cmd += [f"--{k}", str(v) if isinstance(v, bool) else json.dumps(v)]  # fire reads "true" as a string, "True" as a bool
+    keys = {"config_file": config_files(bundle, "inference.json", "evaluate.json"), "bundle_root": root, "dataset_dir": data, "datalist": datalist}
+    keys |= {"ckpt_path": checkpoint, "output_dir": out, "metrics_dir": out / "metrics", "save_probabilities": True, "num_workers": 0}
+    cmd = [sys.executable, *bundle_run("evaluating", {**keys, **cpu_overrides(bundle), **extra})]
     subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
     return json.loads((out / "metrics" / "summary.json").read_text())
 

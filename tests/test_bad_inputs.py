@@ -23,7 +23,7 @@ from strokezoo.data.datalist import build_datalist
 from strokezoo.data.stacked import stack_case
 from strokezoo.errors import InputError
 
-from conftest import tree_digest, untrained_checkpoint
+from conftest import bundle_run, tree_digest, untrained_checkpoint
 
 
 def _rewrite(src: str, dst: Path, data=None, affine=None) -> str:
@@ -112,35 +112,12 @@ def test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal(bundle, tmp_
     checkpoint = untrained_checkpoint(bundle, tmp_path / "models" / "model.pt", "inference.json")
     out = tmp_path / "out"
     batch = [good, *accepted.values(), *(e for e, _ in refused.values())]
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(config_files(bundle, "inference.json")),
-        "--bundle_root",
-        str(tmp_path),
-        "--dataset_dir",
-        str(data),
-        "--datalist",
-        str(tmp_path / "datalist.json"),
-        "--ckpt_path",
-        str(checkpoint),
-        "--output_dir",
-        str(out),
-        "--entries",
-        json.dumps(batch),
-        "--save_probabilities",
-        "True",
-        "--save_tfa",
-        "True",
-    ]
+    run_keys = {"config_file": config_files(bundle, "inference.json"), "bundle_root": tmp_path, "dataset_dir": data}
+    run_keys |= {"datalist": tmp_path / "datalist.json", "ckpt_path": checkpoint, "output_dir": out, "entries": batch, "save_probabilities": True}
     # fp32 (amp False): the stacked study's voxels equal the files' only to float rounding, which bf16 rounding can
     # carry across the 0.5 threshold of an untrained net; bf16 inference is tested in test_mixed_precision.py and by
     # every bundle test, which run the default inferer
-    for k, v in {**cpu_overrides(bundle), "num_workers": 0, "amp": False, "channels_last": False}.items():
-        cmd += [f"--{k}", json.dumps(v)]
+    cmd = [sys.executable, *bundle_run(None, {**run_keys, "save_tfa": True, **cpu_overrides(bundle), "num_workers": 0, "amp": False, "channels_last": False})]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     log = r.stdout + r.stderr
     assert r.returncode != 0, log[-3000:]

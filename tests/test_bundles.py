@@ -17,7 +17,7 @@ from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 from strokezoo.data.datalist import build_datalist
 
-from conftest import untrained_checkpoint
+from conftest import bundle_run, untrained_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +98,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
     folds = {"fold": 0, "val_fold": 0}
     root = tmp_path / "bundle"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    keys = {"meta_file": configs(bundle) / "metadata.json", "bundle_root": root, "dataset_dir": data, "datalist": datalist, "epochs": 1, "tracking": "mlflow"}
     for stage in BUNDLES[bundle].stages:
         probe_dir = tmp_path / "probe" / Path(stage).stem
         probe = tmp_path / f"probe_{Path(stage).stem}.json"
@@ -109,29 +110,10 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
             "--standalone",
             "--nnodes=1",
             "--nproc_per_node=2",
-            "-m",
-            "monai.bundle",
-            "run",
-            "training",
-            "--config_file",
-            str([*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)]),
-            "--meta_file",
-            str(configs(bundle) / "metadata.json"),
-            "--bundle_root",
-            str(root),
-            "--dataset_dir",
-            str(data),
-            "--datalist",
-            str(datalist),
-            "--epochs",
-            "1",
-            "--tracking",
-            "mlflow",
+            *bundle_run(
+                "training", {**keys, "config_file": [*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)], **folds, **cpu_overrides(bundle)}
+            ),
         ]
-        for k, v in folds.items():
-            cmd += [f"--{k}", str(v)]
-        for k, v in cpu_overrides(bundle).items():
-            cmd += [f"--{k}", json.dumps(v)]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
         if r.returncode != 0 and "terminate called without an active exception" in r.stderr:
             # Seen once in CI, not reproduced since: a gloo worker aborting at teardown while the other test
@@ -180,30 +162,9 @@ def test_a_training_run_shows_a_progress_bar_and_logs_to_tensorboard_and_mlflow(
     bundle = "stroke_mri_crossattention_unet2d"
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
     root = tmp_path / "bundle"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(configs(bundle) / "train.json"),
-        "--meta_file",
-        str(configs(bundle) / "metadata.json"),
-        "--bundle_root",
-        str(root),
-        "--dataset_dir",
-        str(data),
-        "--datalist",
-        str(datalist),
-        "--epochs",
-        "2",
-        "--val_interval",
-        "1",
-        "--tracking",
-        "mlflow",
-    ]
-    for k, v in {**folds, **cpu_overrides(bundle)}.items():
-        cmd += [f"--{k}", json.dumps(v)]
+    keys = {"config_file": configs(bundle) / "train.json", "meta_file": configs(bundle) / "metadata.json", "bundle_root": root, "dataset_dir": data}
+    keys |= {"datalist": datalist, "epochs": 2, "val_interval": 1, "tracking": "mlflow"}
+    cmd = [sys.executable, *bundle_run(None, {**keys, **folds, **cpu_overrides(bundle)})]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Epoch [1/2]" in r.stderr and "Epoch [2/2]" in r.stderr  # ignite's ProgressBar

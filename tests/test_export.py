@@ -24,7 +24,7 @@ import torch
 from strokezoo.bundle_info import BUNDLES, bundles_dir, cpu_overrides
 from strokezoo.export import NOT_VENDORED, export_bundle, sha256
 
-from conftest import tree_digest, untrained_checkpoint
+from conftest import bundle_run, tree_digest, untrained_checkpoint
 
 #: An interpreter that sees the packages of this environment (monai, torch, itk, nibabel, ignite, fire, ...) but not
 #: strokezoo: without ``site``, the editable install's .pth file is not read.
@@ -100,23 +100,8 @@ def test_exported_bundle_runs_inference_without_strokezoo(cohort, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(cohort(BUNDLES[BUNDLE].layout)[0], data)
     digest = tree_digest(data)
-    cmd = [
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        "configs/inference.json",
-        "--dataset_dir",
-        str(data),
-        "--datalist",
-        str(tmp_path / "datalist.json"),
-        "--datalist_split",
-        "training",
-        "--output_dir",
-        str(tmp_path / "out"),
-    ]
-    for k, v in {**cpu_overrides(BUNDLE), "num_workers": 0}.items():
-        cmd += [f"--{k}", json.dumps(v)]
+    keys = {"config_file": "configs/inference.json", "dataset_dir": data, "datalist": tmp_path / "datalist.json", "datalist_split": "training"}
+    cmd = bundle_run(None, {**keys, "output_dir": tmp_path / "out", **cpu_overrides(BUNDLE), "num_workers": 0})
     r = bare_python(*cmd, cwd=folder)
     assert r.returncode == 0, r.stderr[-3000:]
     assert tree_digest(data) == digest

@@ -4,7 +4,6 @@ killed with SIGKILL mid-epoch that resumes to the planned number of epochs."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import signal
@@ -20,6 +19,8 @@ from test_bundles import configs, small_training_setup
 
 from strokezoo.bundle_info import cpu_overrides
 from strokezoo.engines import ResumeCheckpoint, SaveBestNetwork
+
+from conftest import bundle_run
 
 
 def _training(tmp_path: Path, resume: bool, net=None):
@@ -112,30 +113,9 @@ def test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs(tmp_path,
     bundle, epochs = "stroke_mri_crossattention_unet2d", 4
     data, datalist, folds = small_training_setup(bundle, cohort, tmp_path)
     root = tmp_path / "bundle"
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(configs(bundle) / "train.json"),
-        "--bundle_root",
-        str(root),
-        "--dataset_dir",
-        str(data),
-        "--datalist",
-        str(datalist),
-        "--epochs",
-        str(epochs),
-        "--val_interval",
-        "1",
-        "--resume",
-        "True",
-        "--progress_bar",
-        "False",
-    ]
-    for k, v in {**folds, **cpu_overrides(bundle), "batch_size": 2}.items():
-        cmd += [f"--{k}", json.dumps(v)]
+    keys = {"config_file": configs(bundle) / "train.json", "bundle_root": root, "dataset_dir": data, "datalist": datalist, "epochs": epochs}
+    keys |= {"val_interval": 1, "resume": True, "progress_bar": False}
+    cmd = [sys.executable, *bundle_run(None, {**keys, **folds, **cpu_overrides(bundle), "batch_size": 2})]
     last = root / "models" / "last.pt"
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     killed_in, lines = None, []

@@ -29,9 +29,12 @@ class BundleInfo(NamedTuple):
     overrides: tuple[str, ...]
 
 
+_REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+
+
 def bundles_dir() -> Path:
     """The repository's ``bundles/`` folder (the demo and the tests run from a clone)."""
-    d = Path(__file__).resolve().parents[2] / "bundles"
+    d = _REPO_BUNDLES
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: no bundles folder; this needs a clone of the repository")
     return d
@@ -88,9 +91,9 @@ def config_files(bundle: str, *names: str) -> list[str]:
 
 
 def _all() -> dict[str, BundleInfo]:
-    root = Path(__file__).resolve().parents[2] / "bundles"
-    names = sorted(p.name for p in root.iterdir() if (p / "configs" / "metadata.json").is_file()) if root.is_dir() else []
-    return {n: describe(n) for n in names}
+    if not _REPO_BUNDLES.is_dir():
+        return {}
+    return {p.name: describe(p.name) for p in sorted(_REPO_BUNDLES.iterdir()) if (p / "configs" / "metadata.json").is_file()}
 
 
 #: every bundle of the repository (empty where strokezoo runs outside a clone)

@@ -116,7 +116,7 @@ def grid_search(
         write_json_atomic({k: v for k, v in result.items() if k != "table"}, out / "grid_search.json")
         write_csv_atomic(rows, ["case_id", *TABLE1], out / "table1.csv")
         cell = lambda k, d: f"{fmt_metric(table1[k]['mean'], d)} ± {fmt_metric(table1[k]['sd'], d)}"  # noqa: E731
-        conv = conventions("zero", hd_voxels=True, hd="voxels, no spacing (Table 1); NaN and left out for an empty prediction")
+        conv = conventions("zero", distances="HD in voxels, no spacing (Table 1); none for an empty prediction, left out of its mean")
         write_text_atomic(
             "\n".join(
                 [
