@@ -1,11 +1,11 @@
-"""Dataset layer: input checks, ISLES/APIS release layouts, datalists and folds, slices and patches for training,
+"""Dataset layer: the modality registry, the case checker, ISLES/APIS release layouts, datalists and folds, slices and patches for training,
 stacked studies (NIfTI files: :mod:`strokezoo.io`; synthetic cohorts: :mod:`strokezoo.synth`)."""
 
 from __future__ import annotations
 
 import importlib
 
-__all__ = ["checks", "datalist", "folds", "layouts", "slices", "stacked"]
+__all__ = ["checks", "datalist", "folds", "layouts", "modalities", "slices", "stacked"]
 
 
 def __getattr__(name: str):

@@ -7,9 +7,12 @@ that is not a mask is caught with the file's name and the problem, before any ne
 modalities of a case must share its grid: a difference within ``grid_atol_mm`` (a rounding error in a header)
 is accepted with a warning, a larger one (a real shift, another spacing or shape) refuses the case.
 
-Handled rather than refused (and said so in the log): a series stored 5-D ``(x, y, z, 1, t)`` is read as 4D;
-a DWI stored as two or more volumes (b0 and b1000) is read as its last volume (the highest b-value, by the
-convention of the ISLES releases and scanners' exports).
+Handled rather than refused (and said so in the log), as :mod:`strokezoo.data.modalities` reads every file: a
+series stored 5-D ``(x, y, z, 1, t)`` is read as 4D; a DWI stored as two or more volumes (b0 and b1000) is read
+as its last volume.
+
+:func:`check_entry` is the one case checker: ``strokezoo datalist`` runs it on every case it lists, and
+:class:`InputCheck` on every case a bundle runs on.
 
 One bad case does not stop the batch: :attr:`InputCheck.usable` holds the rest, and :meth:`InputCheck.report`
 (a bundle's ``finalize``) raises after the run, listing every refused case, so the run exits non-zero.
@@ -25,38 +28,34 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, InputsRefused
-from ..io.nifti import NiftiVolume, load_nifti, same_grid
-from .layouts import SERIES_KEYS
+from ..io.nifti import load_nifti, same_grid
+from .modalities import SERIES_KEYS, load_modality
 from .stacked import channel_slices, require_stacked_keys
 
-__all__ = ["MULTI_VOLUME_KEYS", "InputCheck", "check_entry"]
+__all__ = ["InputCheck", "check_entry"]
 
 logger = logging.getLogger(__name__)
 
-#: Modalities that may arrive as several volumes, of which the last is used.
-MULTI_VOLUME_KEYS = frozenset({"dwi"})
 #: Affine differences (mm) below this are float rounding, not worth a warning.
 _ROUNDING_MM = 1e-5
 
 
-def _load(path: str, key: str, min_frames: int) -> NiftiVolume:
-    if key in SERIES_KEYS:
-        return load_nifti(path, "series", min_frames=min_frames)
-    if key.startswith("label"):
-        return load_nifti(path, "label")
-    try:
-        return load_nifti(path, "image")
-    except InputError as e:
-        if key not in MULTI_VOLUME_KEYS or "found a series" not in e.problem:
-            raise
-    volume = load_nifti(path, "series")
-    logger.warning(f"{path}: {key} stored as {volume.data.shape[3]} volumes; the last one (highest b-value) is used")
-    return volume
-
-
-def check_entry(entry: dict, keys: Sequence[str], stacked_key: str = "image", min_frames: int = 2, grid_atol_mm: float = 1e-3) -> list[str]:
+def check_entry(
+    entry: dict,
+    keys: Sequence[str],
+    stacked_key: str = "image",
+    min_frames: int = 2,
+    grid_atol_mm: float = 1e-3,
+    own_grid: Sequence[str] = (),
+    name: str | None = None,
+) -> list[str]:
     """Problems of one case (empty when usable): every file of ``keys`` (or the stacked study under ``stacked_key``)
-    opened and checked, and all of them on one grid. Warnings (rounding differences, multi-volume DWI) are logged."""
+    opened and checked (:func:`~strokezoo.data.modalities.load_modality`), and all of them on one grid.
+
+    The grid of reference is the label's when ``keys`` hold one, else the first key's; ``own_grid`` keys (a
+    release's FLAIR or NCCT on a grid of their own) are exempt. Warnings (rounding differences, multi-volume DWI)
+    are logged. ``name`` says whose files are missing (default: the entry's ``case_id``).
+    """
     present = [k for k in keys if k in entry]
     if not present and isinstance(entry.get(stacked_key), (str, os.PathLike)):
         path = str(entry[stacked_key])
@@ -75,25 +74,25 @@ def check_entry(entry: dict, keys: Sequence[str], stacked_key: str = "image", mi
         return []
     missing = [k for k in keys if k not in entry]
     if missing:
-        return [f"{entry.get('case_id', 'case')}: no file for {', '.join(missing)}"]
+        return [f"{name or entry.get('case_id', 'case')}: no file for {', '.join(missing)}"]
     problems, volumes = [], {}
     for k in keys:
         try:
-            volumes[k] = _load(str(entry[k]), k, min_frames)
+            volumes[k] = load_modality(str(entry[k]), k, min_frames)
         except InputError as e:
             problems.append(str(e))
-    if problems or not volumes:
+    if not volumes:
         return problems
-    first_key = next(iter(volumes))
-    first = volumes[first_key]
+    ref_key = "label" if "label" in volumes else next((k for k in volumes if k not in own_grid), next(iter(volumes)))
+    ref = volumes[ref_key]
     for k, v in volumes.items():
-        if k == first_key:
+        if k == ref_key or k in own_grid:
             continue
-        diff = same_grid(v, first, grid_atol_mm)
+        diff = same_grid(v, ref, grid_atol_mm)
         if diff:
             problems.append(f"{v.path}: {diff}")
-        elif (d := float(np.abs(v.affine - first.affine).max())) > _ROUNDING_MM:
-            logger.warning(f"{v.path}: affine differs from that of {first.path} by {d:.2g} mm (within {grid_atol_mm} mm: read on its grid)")
+        elif (d := float(np.abs(v.affine - ref.affine).max())) > _ROUNDING_MM:
+            logger.warning(f"{v.path}: affine differs from that of {ref.path} by {d:.2g} mm (within {grid_atol_mm} mm: read on its grid)")
     return problems
 
 

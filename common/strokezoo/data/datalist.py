@@ -7,9 +7,9 @@ Output (MONAI's decathlon-style JSON, readable by ``monai.data.load_decathlon_da
      "testing":  [{"case_id", "patient_id", <modality>: path, ...}],
      "failures": [{"case_id", "error"}]}
 
-Every file of every case is opened and checked (:func:`strokezoo.io.nifti.load_nifti`); modalities that
-must share the label's grid are compared. A bad case is reported with the file and the problem and left
-out; the others are written. Nothing under the dataset root is ever written.
+Every file of every case is opened and checked by the bundles' own case checker
+(:func:`strokezoo.data.checks.check_entry`); modalities that must share the label's grid are compared. A bad
+case is reported with the file and the problem and left out; the others are written. Nothing under the dataset root is ever written.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import write_json_atomic
-from ..io.nifti import load_nifti, same_grid
+from .checks import check_entry
 from .folds import patient_folds
-from .layouts import LAYOUTS, SERIES_KEYS, CaseFiles, detect_layout, discover_cases
+from .layouts import LAYOUTS, CaseFiles, detect_layout, discover_cases
 
 __all__ = [
     "build_datalist",
@@ -42,27 +42,13 @@ __all__ = [
 
 
 def check_case(case: CaseFiles, layout: str, grid_atol_mm: float = 1e-3) -> list[str]:
-    """Problems of one case (empty when it is usable): missing modalities, unreadable or bad files,
-    grids that disagree."""
+    """Problems of one case (empty when it is usable): the layout's required modalities missing, and whatever
+    :func:`~strokezoo.data.checks.check_entry` finds in its files (unreadable or bad files, grids that disagree
+    with the label's; the layout's ``own_grid`` modalities are exempt)."""
     spec = LAYOUTS[layout]
     problems = [f"{case.where or case.case_id}: modality '{k}' is missing" for k in spec.required if k not in case.images]
-    volumes = {}
-    for key, path in [*case.images.items(), *case.labels.items()]:
-        kind = "label" if key.startswith("label") else ("series" if key in SERIES_KEYS else "image")
-        try:
-            volumes[key] = load_nifti(path, kind, min_frames=2)
-        except InputError as e:
-            problems.append(str(e))
-    ref_key = "label" if "label" in volumes else next((k for k in spec.required if k in volumes), None)
-    if ref_key is not None:
-        ref = volumes[ref_key]
-        for key, vol in volumes.items():
-            if key == ref_key or key in spec.own_grid:
-                continue
-            diff = same_grid(vol, ref, grid_atol_mm)
-            if diff:
-                problems.append(f"{vol.path}: {diff}")
-    return problems
+    files = {**case.images, **case.labels}
+    return problems + check_entry(files, list(files), grid_atol_mm=grid_atol_mm, own_grid=spec.own_grid, name=str(case.where or case.case_id))
 
 
 def _slab_extent(path: Path) -> tuple[np.ndarray, tuple[int, int], float, float, float]:

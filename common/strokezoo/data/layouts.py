@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.nifti import is_nifti
+from .modalities import MODALITIES, is_label, label_key
 
-__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of", "SERIES_KEYS"]
-
-#: Datalist keys holding 4D series.
-SERIES_KEYS = frozenset({"pwi", "ctp"})
+__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of"]
 
 
 @dataclass
@@ -51,6 +49,11 @@ class Layout:
     required: tuple[str, ...]
     own_grid: tuple[str, ...] = ()
     label_of: str = "the lesion mask"
+
+    def __post_init__(self) -> None:
+        unknown = sorted({k for k in (*self.tokens.values(), *self.required, *self.own_grid) if k not in MODALITIES})
+        if unknown:
+            raise ValueError(f"layout {self.name!r}: {unknown} are not in strokezoo.data.modalities.MODALITIES")
 
 
 _VSD = re.compile(r"(?:^|\.)O\.([A-Za-z0-9_]+)\.\d+(?:\.nii(?:\.gz)?)?$")
@@ -125,7 +128,7 @@ def _vsd_cases(root: Path, layout: Layout) -> list[CaseFiles]:
         if testing:
             case_id = f"test_{case_id}" if not case_id.startswith("test") else case_id
         c = cases.setdefault(case_dir, CaseFiles(case_id, case_id, testing=testing, where=case_dir))
-        (c.labels if key == "label" else c.images).setdefault(key, p)
+        (c.labels if is_label(key) else c.images).setdefault(key, p)
     return list(cases.values())
 
 
@@ -158,10 +161,7 @@ def _bids_cases(root: Path, layout: Layout) -> list[CaseFiles]:
             if "msk" in token or "mask" in token or "lesion" in token:
                 rater = re.search(r"_rater-([A-Za-z0-9]+)", p.name)
                 desc = re.search(r"_desc-([A-Za-z0-9]+)", p.name)
-                if rater:
-                    key = f"label_{rater.group(1).lower()}" + (f"_{desc.group(1).lower()}" if desc else "")
-                else:
-                    key = "label"
+                key = label_key(rater.group(1), desc.group(1) if desc else "") if rater else "label"
                 c.labels.setdefault(key, p)
                 continue
         key = layout.tokens.get(token)
@@ -181,7 +181,7 @@ def _apis_cases(root: Path, layout: Layout) -> list[CaseFiles]:
         m = _APIS_MASK.match(stem)
         if m:
             c = cases.setdefault(m.group(1), CaseFiles(m.group(1), m.group(1), where=p.parent))
-            c.labels.setdefault("label" if m.group(2) == "1" else f"label_r{m.group(2)}", p)
+            c.labels.setdefault("label" if m.group(2) == "1" else label_key(f"r{m.group(2)}"), p)
             continue
         m = _APIS.match(stem)
         if m and m.group(2).lower() in layout.tokens:

@@ -4,7 +4,7 @@ MONAI Label (and many PACS bridges) hand a bundle one image per request, while e
 several modalities. A stacked study holds them all on the case's grid along the 4th axis:
 
 * channels follow the bundle's load keys (its ``inference.json``); a 3D modality is one channel, a 4D series
-  (:data:`~strokezoo.data.layouts.SERIES_KEYS`: ``ctp``, ``pwi``) keeps all its frames, so a stack holds at
+  (:data:`~strokezoo.data.modalities.SERIES_KEYS`: ``ctp``, ``pwi``) keeps all its frames, so a stack holds at
   most one series and the series' frame count is whatever the other modalities leave;
 * the header's ``descrip`` records the keys (``strokezoo channels: adc,ttp,tmax``), so a stack made for
   another bundle is refused by name rather than read with its channels swapped;
@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from ..io.nifti import load_nifti, same_grid
-from .layouts import SERIES_KEYS
+from ..io.nifti import same_grid
+from .modalities import SERIES_KEYS, load_modality
 
 __all__ = ["DESCRIP_PREFIX", "channel_slices", "require_stacked_keys", "stacked_keys", "stack_case", "stack_cases"]
 
@@ -87,7 +87,7 @@ def stack_case(images: Mapping[str, str | os.PathLike], keys: Sequence[str], out
     if missing:
         raise InputError(out, f"cannot stack: no file for {', '.join(missing)} (have {', '.join(images) or 'none'})")
     channel_slices(keys, len(keys) + (1 if any(k in SERIES_KEYS for k in keys) else 0), out)  # at most one series
-    volumes = [load_nifti(images[k], "series" if k in SERIES_KEYS else "image", allow_zero=True) for k in keys]
+    volumes = [load_modality(images[k], k, min_frames=1, allow_zero=True) for k in keys]
     for v in volumes[1:]:
         diff = same_grid(v, volumes[0], grid_atol_mm)
         if diff:

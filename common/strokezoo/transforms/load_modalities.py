@@ -1,4 +1,8 @@
-"""Load a case's modalities from their own files or from one stacked study (see :mod:`strokezoo.data.stacked`)."""
+"""The one load transform of every bundle: a case's modalities from their own files or from one stacked study.
+
+Training, validation, inference and evaluation all read files with :class:`LoadModalitiesd`, so one file gives
+one tensor whichever config reads it (the shapes are those of :mod:`strokezoo.data.modalities`; stacks:
+:mod:`strokezoo.data.stacked`)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from collections.abc import Hashable, Mapping
 from monai.config import KeysCollection
 from monai.transforms import LoadImage, MapTransform
 
-from ..data.checks import MULTI_VOLUME_KEYS
-from ..data.layouts import SERIES_KEYS
+from ..data.modalities import to_channels
 from ..data.stacked import channel_slices, require_stacked_keys
 from ..errors import InputError
 
@@ -29,8 +32,8 @@ class LoadModalitiesd(MapTransform):
 
     * Per-modality input (a datalist entry): every key holds a path; each is loaded as
       ``LoadImaged(keys, image_only=True, ensure_channel_first=True)`` would, so the two paths are
-      interchangeable. A series stored 5-D ``(x, y, z, 1, t)`` becomes ``(t, x, y, z)``; a DWI stored as several
-      volumes keeps its last (see :mod:`strokezoo.data.checks`, which checks the files first).
+      interchangeable for 3D files. A series stored 5-D ``(x, y, z, 1, t)`` becomes ``(t, x, y, z)``; a DWI stored as
+      several volumes keeps its last (:func:`strokezoo.data.modalities.to_channels`). Labels load like any 3D file.
     * Stacked input (MONAI Label's single image, or ``{"image": "study.nii.gz"}``): ``stacked_key`` holds the
       path of a multi-channel NIfTI whose channels follow ``keys``; each key gets its channels (a 3D modality
       one, a series its frames) as a view of the loaded stack, with the stack's affine. A stack whose header
@@ -54,12 +57,7 @@ class LoadModalitiesd(MapTransform):
         self.loader = LoadImage(image_only=True, ensure_channel_first=True, **kwargs)
 
     def _one(self, key: str, path: str | os.PathLike):
-        image = self.loader(path)
-        if key in SERIES_KEYS and image.ndim == 5 and image.shape[-1] == 1:  # (t, x, y, z, 1) from an (x, y, z, 1, t) file
-            image = image[..., 0]
-        if key in MULTI_VOLUME_KEYS and image.shape[0] > 1:  # b0 ... b1000: the last volume
-            image = image[-1:]
-        return image
+        return to_channels(self.loader(path), key)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
