@@ -8,7 +8,7 @@ named ``<case_id><postfix>.nii.gz`` so that ``strokezoo evaluate`` finds them, a
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ class SaveCased(MapTransform):
     Args:
         keys: keys to save (one file per key and case).
         output_dir: folder of the outputs; created if missing.
-        postfix: appended to the case id (e.g. ``"_prob"``).
+        postfix: appended to the case id (e.g. ``"_prob"``); with several keys, one postfix per key
+            (``<case>_adc.nii.gz``, ``<case>_dwi.nii.gz``), so that no key's file overwrites another's.
         dtype: on-disk dtype (``uint8`` for masks, ``float32`` for probabilities).
         name_key: key of the case id in the data dictionary.
     """
@@ -37,14 +38,19 @@ class SaveCased(MapTransform):
         self,
         keys: KeysCollection,
         output_dir: str | os.PathLike,
-        postfix: str = "",
+        postfix: str | Sequence[str] = "",
         dtype: str = "uint8",
         name_key: str = "case_id",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
-        self.postfix = postfix
+        postfixes = [postfix] if isinstance(postfix, str) else list(postfix)
+        if len(postfixes) == 1 and len(self.keys) > 1:
+            raise ValueError(f"{len(self.keys)} keys {list(self.keys)} would all be saved as <case>{postfixes[0]}.nii.gz; give one postfix per key")
+        if len(postfixes) != len(self.keys):
+            raise ValueError(f"{len(postfixes)} postfixes for {len(self.keys)} keys {list(self.keys)}")
+        self.postfixes = dict(zip(self.keys, postfixes))
         self.dtype = np.dtype(dtype)
         self.name_key = name_key
 
@@ -62,7 +68,7 @@ class SaveCased(MapTransform):
                 if arr.shape[0] != 1:
                     raise ValueError(f"{case_id}: '{key}' has {arr.shape[0]} channels; save one channel per file")
                 arr = arr[0]
-            path = self.output_dir / f"{case_id}{self.postfix}.nii.gz"
+            path = self.output_dir / f"{case_id}{self.postfixes[key]}.nii.gz"
             if path.resolve() in inputs:
                 raise InputError(path, "is an input of this case; refusing to write over it")
             save_nifti(arr, affine, path, dtype=self.dtype)
