@@ -97,16 +97,16 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, cohort12):
-    """``trained(bundle, epochs)`` -> (bundle_root, dataset_root, datalist) after a short CPU-sized training
-    run with ``python -m monai.bundle run training`` from the bundle's folder (:func:`train_as_a_user`), cached."""
+    """``trained(bundle)`` -> (bundle_root, dataset_root, datalist) after the bundle's smoke run (its ``smoke_epochs``)
+    with ``python -m monai.bundle run training`` from the bundle's folder (:func:`train_as_a_user`), cached."""
     done: dict[str, tuple[Path, Path, Path]] = {}
 
-    def get(bundle: str, epochs: int = 40):
+    def get(bundle: str):
         if bundle not in done:
             data, datalist = cohort12(bundle)
             digest = tree_digest(data)
             root = tmp_path_factory.mktemp(bundle) / "bundle"
-            train_as_a_user(bundle, data, datalist, root, epochs=epochs)
+            train_as_a_user(bundle, data, datalist, root, epochs=BUNDLES[bundle].epochs)
             assert tree_digest(data) == digest, "training wrote into the dataset root"
             done[bundle] = (root, data, datalist)
         return done[bundle]

@@ -133,10 +133,7 @@ def test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal(bundle, tmp_
     # the stacked study gives the good case's outputs: the same masks, probabilities within float rounding
     outputs = [p for p in out.rglob(f"{good['case_id']}*.nii.gz") if not p.name.startswith(f"{good['case_id']}-")]
     assert any(nib.load(p).get_data_dtype() == np.uint8 for p in outputs) and any(nib.load(p).get_data_dtype() == np.float32 for p in outputs)
-    # The CTP transformer registers each series onto its mirror image (ITK, sampled metric): a stack's float rounding
-    # sends the optimiser down another path and moves decided voxels, so its outputs are only required to exist here;
-    # that the stack loads to the files' tensors is tested in test_stacked.py.
-    for p in outputs if bundle != "stroke_ctp_transformer_unet2d" else []:
+    for p in outputs:
         a, b = nib.load(p), nib.load(p.with_name(p.name.replace(good["case_id"], f"{good['case_id']}-stacked", 1)))
         assert np.array_equal(a.affine, b.affine) and a.get_data_dtype() == b.get_data_dtype(), p.name
         if a.get_data_dtype() != np.uint8:

@@ -94,7 +94,7 @@ def test_targets_are_the_raters_masks_per_modality(two_rater_datalist, tmp_path)
 
 
 def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(trained, tmp_path):
-    root, data, datalist = trained(BUNDLE, epochs=15)
+    root, data, datalist = trained(BUNDLE)
     ckpt = root / "models" / "model.pt"
     assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
 

@@ -21,7 +21,7 @@ CPU = cpu_overrides(BUNDLE)
 
 
 def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
-    root, data, datalist = trained(BUNDLE, epochs=16)
+    root, data, datalist = trained(BUNDLE)
     checkpoint = root / "models" / "fold0" / "model.pt"
     state = torch.load(checkpoint, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())

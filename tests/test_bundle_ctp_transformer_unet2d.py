@@ -32,7 +32,7 @@ def tfa_auc(out: Path, entries: list[dict]) -> float:
 
 
 def test_both_stages_beat_untrained_models(trained, tmp_path):
-    root, data, datalist = trained(BUNDLE, epochs=10)
+    root, data, datalist = trained(BUNDLE)
     fold = root / "models" / "fold0"
     for name in ("transformer.pt", "model.pt"):
         assert all(isinstance(v, torch.Tensor) for v in torch.load(fold / name, weights_only=True).values())

@@ -45,7 +45,7 @@ def test_spes_override_takes_seven_modalities_and_their_symmetric_copies(cohort,
 
 
 def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(trained, tmp_path):
-    root, data, datalist = trained(BUNDLE, epochs=8)
+    root, data, datalist = trained(BUNDLE)
     ckpt = root / "models" / "fold0" / "model.pt"
     assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
     digest = tree_digest(data)

@@ -24,7 +24,7 @@ import torch
 from strokezoo.bundle_info import BUNDLES, bundles_dir, cpu_overrides
 from strokezoo.export import NOT_VENDORED, export_bundle, sha256
 
-from conftest import bundle_run, tree_digest, untrained_checkpoint
+from conftest import REPO, bundle_run, tree_digest, untrained_checkpoint
 
 #: An interpreter that sees the packages of this environment (monai, torch, itk, nibabel, ignite, fire, ...) but not
 #: strokezoo: without ``site``, the editable install's .pth file is not read.
@@ -109,6 +109,36 @@ def test_exported_bundle_runs_inference_without_strokezoo(cohort, tmp_path):
     for e in entries:
         mask = nib.load(tmp_path / "out" / f"{e['case_id']}.nii.gz")
         assert mask.shape == nib.load(e["label"]).shape
+
+
+def test_an_exported_zip_passes_the_model_zoo_premerge_checks(tmp_path):
+    """``integration/model_zoo_premerge.py`` (the zoo's ci/verify_bundle.py: min mode, and full mode's metadata,
+    shapes and export) on an exported zip with weights of the released network size, where strokezoo is not installed."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundles_dir() / BUNDLE / "configs" / "inference.json"))
+    torch.manual_seed(0)
+    weights = tmp_path / "w" / "model.pt"
+    weights.parent.mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), weights)
+    with zipfile.ZipFile(export_bundle(BUNDLE, tmp_path / "dist", weights=weights)) as z:
+        z.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked" / BUNDLE
+    r = bare_python(str(REPO / "integration" / "model_zoo_premerge.py"), str(folder), "--mode", "full", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [line for line in r.stdout.splitlines() if line.startswith("passed: ")] == [
+        "passed: necessary and preferred files",
+        "passed: version in changelog",
+        "passed: required_packages_version installable",
+        "passed: metadata against the schema",
+        "passed: network input and output shapes",
+        "passed: TorchScript export by tracing, and reload",
+    ]
+    meta = folder / "configs" / "metadata.json"
+    meta.write_text(meta.read_text().replace('"nibabel": ', '"strokezoo": '))  # a package pip cannot install is refused
+    r = bare_python(str(REPO / "integration" / "model_zoo_premerge.py"), str(folder), "--mode", "min", cwd=tmp_path)
+    assert r.returncode != 0 and "lists ['strokezoo'], which pip did not install here from a package index" in r.stderr
 
 
 def test_weights_download_by_hash_and_bundle_download_and_load(server, tmp_path):

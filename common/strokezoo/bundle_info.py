@@ -1,8 +1,9 @@
 """What each bundle of the repository says about itself, read from its own files.
 
-- ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order) and ``smoke_configs``
+- ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order), ``smoke_configs``
   (override files a first, CPU-sized run adds to every config, e.g. the two-rater targets of the cross-domain
-  bundle, whose synthetic cohort has two raters);
+  bundle, whose synthetic cohort has two raters) and ``smoke_epochs`` (the epochs of that run: enough for the
+  bundle to beat its untrained network on the 12-case synthetic cohort, the test each bundle's training passes);
 - ``configs/smoke.json``: the CPU-sized keys of that run (narrow networks, small batches, no workers), which the
   tests, ``make demo`` and a user's first try use: ``--config_file "['configs/train.json','configs/smoke.json']"``;
 - the first training config's ``layout``: the release layout the bundle reads.
@@ -22,11 +23,12 @@ __all__ = ["BundleInfo", "BUNDLES", "bundle_folder", "bundles_dir", "config_file
 
 
 class BundleInfo(NamedTuple):
-    """A bundle's release layout, training stages and smoke-run override files."""
+    """A bundle's release layout, training stages, smoke-run override files and smoke-run epochs."""
 
     layout: str
     stages: tuple[str, ...]
     overrides: tuple[str, ...]
+    epochs: int
 
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
@@ -76,7 +78,10 @@ def describe(bundle: str) -> BundleInfo:
     layout = _read(configs / stages[0]).get("layout")
     if not isinstance(layout, str):
         raise ValueError(f"{configs / stages[0]}: no 'layout' key naming the release layout")
-    return BundleInfo(layout, stages, tuple(meta.get("smoke_configs", ())))
+    epochs = meta.get("smoke_epochs")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"{configs / 'metadata.json'}: 'smoke_epochs' must be a positive integer, not {epochs!r}")
+    return BundleInfo(layout, stages, tuple(meta.get("smoke_configs", ())), epochs)
 
 
 def cpu_overrides(bundle: str) -> dict:

@@ -202,10 +202,11 @@ def show(case_dir: str, out: str = "case.png", label: str | dict | None = None, 
     print(show_case(case_dir, out, label=label, z=z, pred=pred))
 
 
-def demo(out: str = "demo_output", cases: int = 8, epochs: int = 40) -> None:
+def demo(out: str = "demo_output", cases: int = 8, epochs: int | None = None) -> None:
     """Synthesize ISLES 2022 and ISLES 2018 cohorts, build datalists, run the clinical threshold rules,
-    evaluate them; then train each bundle for EPOCHS on a small synthetic cohort (CPU-sized), infer its
-    validation fold and score it; write OUT/report.md with overlay PNGs.
+    evaluate them; then train each bundle on a small synthetic cohort (CPU-sized: its configs/smoke.json, for
+    its metadata's smoke_epochs, or EPOCHS for all), infer its validation fold and score it; write OUT/report.md
+    with overlay PNGs.
 
     Example:
         strokezoo demo --out demo_output

@@ -65,8 +65,9 @@ def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path
     return json.loads((out / "eval" / "metrics" / "summary.json").read_text())
 
 
-def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epochs: int = 40) -> Path:
-    """Run synth -> datalist -> threshold rule -> evaluate -> show for each cohort; returns the report path."""
+def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epochs: int | None = None) -> Path:
+    """Run synth -> datalist -> threshold rule -> evaluate -> show for each cohort, then train and evaluate each bundle
+    for ``epochs`` (default: its ``smoke_epochs``); returns the report path."""
     from .baselines import predict_datalist
     from .data.datalist import build_datalist
     from .io.atomic import write_text_atomic
@@ -108,12 +109,12 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
     ]
     lines += [
         "",
-        f"## Bundles, trained briefly on synthetic cohorts ({epochs} epochs, CPU-sized: each bundle's configs/smoke.json)",
+        "## Bundles, trained briefly on synthetic cohorts (CPU-sized: each bundle's configs/smoke.json)",
         "",
         "Validation fold of 4 patient-level folds; 3D metrics on each case's own grid. Blue: prediction, red: reference.",
         "",
-        "| bundle | cohort | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| bundle | cohort | epochs | val. cases | Dice mean (median) | precision (n) | recall (n) | HD95 mm median (n) | train+eval s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for bundle, (layout, *_) in BUNDLES.items():
         t0 = time.perf_counter()
@@ -121,7 +122,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4 * scale, difficulty=0.0, test_fraction=0.0)
         dl = out / f"{bundle}_datalist.json"
         build_datalist(data, dl, layout=layout, folds=4)
-        summary = train_and_evaluate_bundle(bundle, data, dl, out / "bundles" / bundle, epochs)
+        summary = train_and_evaluate_bundle(bundle, data, dl, out / "bundles" / bundle, epochs or BUNDLES[bundle].epochs)
         first = next(e for e in json.loads(dl.read_text())["training"] if e["fold"] == 0)
         image = Path(next(first[k] for k in ("adc", "ct", "flair", "cbf") if k in first))
         case_dir = image.parents[2] if layout == "isles2022" else image.parents[1]
@@ -143,7 +144,7 @@ def run_demo(out: str = "demo_output", cases: int = 8, scale: float = 1.0, epoch
         seconds = time.perf_counter() - t0
         for what, m in tables.items():
             lines.append(
-                f"| {bundle}{f' ({what})' if what else ''} | {layout} | {summary['cases']} | "
+                f"| {bundle}{f' ({what})' if what else ''} | {layout} | {epochs or BUNDLES[bundle].epochs} | {summary['cases']} | "
                 f"{fmt_metric(m['dice']['mean'])} ({fmt_metric(m['dice']['median'])}) | "
                 f"{fmt_metric(m['precision']['mean'])} ({m['precision']['n']}) | {fmt_metric(m['recall']['mean'])} ({m['recall']['n']}) | "
                 f"{fmt_metric(m['hd95']['median'], 1)} ({m['hd95']['n']}) | {seconds:.0f} |"

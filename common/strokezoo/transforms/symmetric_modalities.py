@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -42,7 +43,8 @@ def _itk_image(array: np.ndarray, spacing: Sequence[float]):
 
 
 def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, iterations: int = 200, sampling: float | None = None, seed: int = 0):
-    """The rigid ITK transform (``VersorRigid3DTransform``) that maps ``image`` flipped along ``axis`` onto ``image``.
+    """The rigid ITK transform (``VersorRigid3DTransform``) that maps ``image`` flipped along ``axis`` onto ``image``;
+    the same image always gives the same transform (a fixed sampling seed, ITK on one thread).
 
     Coordinates are the voxel grid scaled by ``spacing`` (origin 0, axes aligned), the same for both images.
     ``sampling`` is the fraction of voxels the metric is computed on (default: 400,000 voxels, kept within 5–20 %).
@@ -51,46 +53,63 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
 
     if np.asarray(image).ndim != 3:
         raise ValueError(f"a 3D volume is needed, got shape {np.asarray(image).shape}")
-    fixed = _itk_image(image, spacing)
-    moving = _itk_image(np.flip(image, axis), spacing)
-    image_type = type(fixed)
-    transform = itk.VersorRigid3DTransform[itk.D].New()
-    initializer = itk.CenteredTransformInitializer[itk.VersorRigid3DTransform[itk.D], image_type, image_type].New(
-        Transform=transform, FixedImage=fixed, MovingImage=moving
-    )
-    initializer.MomentsOn()
-    initializer.InitializeTransform()
-    metric = itk.MattesMutualInformationImageToImageMetricv4[image_type, image_type].New(NumberOfHistogramBins=32)
-    optimizer = itk.RegularStepGradientDescentOptimizerv4[itk.D].New(
-        LearningRate=1.0, MinimumStepLength=1e-3, RelaxationFactor=0.5, NumberOfIterations=iterations
-    )
-    scales = itk.RegistrationParameterScalesFromPhysicalShift[type(metric)].New(Metric=metric)
-    optimizer.SetScalesEstimator(scales)
-    registration = itk.ImageRegistrationMethodv4[image_type, image_type].New(
-        FixedImage=fixed, MovingImage=moving, Metric=metric, Optimizer=optimizer, InitialTransform=transform
-    )
-    if min(np.asarray(image).shape) >= 8:
-        registration.SetNumberOfLevels(2)
-        registration.SetShrinkFactorsPerLevel([2, 1])
-        registration.SetSmoothingSigmasPerLevel([1.0, 0.0])
-    else:  # a thin slab (ISLES 2018 CTP: 2 to 22 slices) cannot be halved or Gaussian-smoothed along z
-        metric.SetUseFixedImageGradientFilter(False)
-        metric.SetUseMovingImageGradientFilter(False)
-        registration.SetNumberOfLevels(1)
-        registration.SetShrinkFactorsPerLevel([1])
-        registration.SetSmoothingSigmasPerLevel([0.0])
-    # the metric on a fixed random subset of the voxels: 400,000 of them, but no more than 20 % (the thin slabs of
-    # ISLES 2018: with 5 % the optimiser drifted off a synthetic slab) and no fewer than 5 % (a SISS volume: 8 M voxels).
-    # Against 20 % on a synthetic SISS FLAIR, 5 % gave the same rotation to 1e-4 and translations within 0.004 mm,
-    # in 5.9 s instead of 14.5 s (2-core CPU; benchmarks/pass_speed.py)
-    if sampling is None:
-        sampling = float(np.clip(400_000 / np.asarray(image).size, 0.05, 0.2))
-    registration.SetMetricSamplingStrategy(itk.ImageRegistrationMethodv4Enums.MetricSamplingStrategy_RANDOM)
-    registration.SetMetricSamplingPercentage(sampling)
-    registration.MetricSamplingReinitializeSeed(seed)
-    registration.InPlaceOn()
-    registration.Update()
+    with _one_itk_thread():
+        fixed = _itk_image(image, spacing)
+        moving = _itk_image(np.flip(image, axis), spacing)
+        image_type = type(fixed)
+        transform = itk.VersorRigid3DTransform[itk.D].New()
+        initializer = itk.CenteredTransformInitializer[itk.VersorRigid3DTransform[itk.D], image_type, image_type].New(
+            Transform=transform, FixedImage=fixed, MovingImage=moving
+        )
+        initializer.MomentsOn()
+        initializer.InitializeTransform()
+        metric = itk.MattesMutualInformationImageToImageMetricv4[image_type, image_type].New(NumberOfHistogramBins=32)
+        optimizer = itk.RegularStepGradientDescentOptimizerv4[itk.D].New(
+            LearningRate=1.0, MinimumStepLength=1e-3, RelaxationFactor=0.5, NumberOfIterations=iterations
+        )
+        scales = itk.RegistrationParameterScalesFromPhysicalShift[type(metric)].New(Metric=metric)
+        optimizer.SetScalesEstimator(scales)
+        registration = itk.ImageRegistrationMethodv4[image_type, image_type].New(
+            FixedImage=fixed, MovingImage=moving, Metric=metric, Optimizer=optimizer, InitialTransform=transform
+        )
+        if min(np.asarray(image).shape) >= 8:
+            registration.SetNumberOfLevels(2)
+            registration.SetShrinkFactorsPerLevel([2, 1])
+            registration.SetSmoothingSigmasPerLevel([1.0, 0.0])
+        else:  # a thin slab (ISLES 2018 CTP: 2 to 22 slices) cannot be halved or Gaussian-smoothed along z
+            metric.SetUseFixedImageGradientFilter(False)
+            metric.SetUseMovingImageGradientFilter(False)
+            registration.SetNumberOfLevels(1)
+            registration.SetShrinkFactorsPerLevel([1])
+            registration.SetSmoothingSigmasPerLevel([0.0])
+        # the metric on a fixed random subset of the voxels: 400,000 of them, but no more than 20 % (the thin slabs of
+        # ISLES 2018: with 5 % the optimiser drifted off a synthetic slab) and no fewer than 5 % (a SISS volume: 8 M voxels).
+        # Against 20 % on a synthetic SISS FLAIR, 5 % gave the same rotation to 1e-4 and translations within 0.004 mm,
+        # in 5.9 s instead of 14.5 s (2-core CPU; benchmarks/pass_speed.py)
+        if sampling is None:
+            sampling = float(np.clip(400_000 / np.asarray(image).size, 0.05, 0.2))
+        registration.SetMetricSamplingStrategy(itk.ImageRegistrationMethodv4Enums.MetricSamplingStrategy_RANDOM)
+        registration.SetMetricSamplingPercentage(sampling)
+        registration.MetricSamplingReinitializeSeed(seed)
+        registration.InPlaceOn()
+        registration.Update()
     return transform
+
+
+@contextmanager
+def _one_itk_thread():
+    """ITK on one thread: its filters' per-thread partial sums otherwise meet in a varying order, so the same image
+    gave mirror transforms that differed in the 14th digit from run to run (enough to move a voxel that sits at a
+    threshold). On the 2-core CPU one thread was no slower: 8.3 s against 9.1 s for four registrations of an
+    ISLES 2018-sized slab."""
+    import itk
+
+    threads = itk.MultiThreaderBase.GetGlobalDefaultNumberOfThreads()
+    itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def symmetric_modalities(
