@@ -72,14 +72,15 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
         baseline = np.asarray(nib.load(tmp_path / "trained" / "threshold" / f"{e['case_id']}.nii.gz").dataobj)
         assert tfa.min() >= 0.0 and tfa.max() <= 1.0 and np.array_equal(baseline > 0, tfa >= cut)  # AsDiscreted(threshold=cut)
 
-    # the second stage's config, once its transformer exists
+    # the second stage's config, once its transformer exists (on one training and one validation case: each
+    # volume's TFA map is computed as the datasets are built)
     wf = ConfigWorkflow(
         config_file=config_files(BUNDLE, "train.json"),
         workflow_type="train",
         bundle_root=str(root),
         dataset_dir=str(data),
         datalist=str(datalist),
-        **{**CPU, "num_workers": 0},
+        **{**CPU, "num_workers": 0, "train#dataset#data": "$@split[0][:1]", "validate#dataset#data": "$@split[1][:1]"},
     )
     wf.initialize()
     assert not wf.check_properties()
