@@ -37,3 +37,29 @@ def test_fold_ensemble_softmax_is_the_mean_of_the_folds_and_loads_fold_checkpoin
     with torch.no_grad():
         expected = torch.stack([torch.softmax(net(x), 1) for net in folds]).mean(0)
         assert torch.allclose(torch.softmax(ensemble(x), 1), expected, atol=1e-6)
+
+
+def test_hand_trainer_lets_early_stopping_on_the_validator_stop_the_trainer():
+    """The residual bundle's early stopping runs on the validator; HandTrainer (in the trainer's handlers) gives it
+    the trainer, which it stops after ``patience`` validations without improvement."""
+    import pytest
+    from ignite.engine import Engine, Events
+    from monai.handlers import EarlyStopHandler
+
+    from strokezoo.engines import HandTrainer
+
+    scores = iter([0.3, 0.4, 0.5])  # the validation error grows worse after the first
+    validator = Engine(lambda engine, batch: None)
+
+    @validator.on(Events.EPOCH_COMPLETED)
+    def _score(engine):
+        engine.state.metrics["val_l1_error"] = next(scores)
+
+    early_stop = EarlyStopHandler(patience=2, score_function=lambda engine: -engine.state.metrics["val_l1_error"], epoch_level=True)
+    early_stop.attach(validator)
+    trainer = Engine(lambda engine, batch: validator.run([0]))
+    HandTrainer([early_stop]).attach(trainer)
+    trainer.run([0], max_epochs=10)
+    assert trainer.state.epoch == 3  # best at epoch 1, two worse validations, stopped
+    with pytest.raises(TypeError, match="handlers without set_trainer"):
+        HandTrainer([object()])

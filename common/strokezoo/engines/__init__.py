@@ -1,7 +1,8 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
+from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
 
-__all__ = ["L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer", "ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
+__all__ = ["HandTrainer", "L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer", "ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
