@@ -77,3 +77,21 @@ def test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid(bun
             assert out.get_data_dtype() == dtype
         mask = np.asarray(nib.load(tmp_path / "trained" / f"{e['case_id']}.nii.gz").dataobj)
         assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_the_boundary_bundle_merges_the_lesion_classes_before_thresholding_as_its_metadata_says():
+    """p = (0.40, 0.30, 0.30): background by the three-class argmax, lesion by the bundle's rule 1 - p(background) > 0.5,
+    in inference and in validation alike; the metadata states the rule the code applies."""
+    from monai.bundle import ConfigParser
+
+    bundle = "stroke_ct_boundary_attention_unet2d"
+    assert "1 - p(background) > threshold" in json.loads((configs(bundle) / "metadata.json").read_text())["pred_classes"]
+    probs = torch.tensor([0.40, 0.30, 0.30]).reshape(3, 1, 1, 1)
+    logits = torch.log(probs)  # softmax(log p) = p
+    assert int(probs.argmax()) == 0
+    for name, key in (("inference.json", "lesion_probability"), ("train.json", "validate#lesion_transforms#2")):
+        parser = ConfigParser()
+        parser.read_config(str(configs(bundle) / name))
+        merge = parser.get_parsed_content(key)
+        lesion = merge({"pred": torch.softmax(logits, 0)})["pred"]
+        assert torch.allclose(lesion, torch.tensor(0.60).reshape(1, 1, 1, 1)) and bool(lesion > 0.5), name
