@@ -56,22 +56,42 @@ def test_deep_supervision_total_is_the_weighted_sum():
 
 
 def test_multi_segmentation_loss_is_eq1_by_hand():
-    """Gómez et al. MICCAI 2023, Eq. 1: alpha-balanced focal loss (gamma 2, alpha 0.25) on each of the ADC and
-    DWI outputs against its own annotation, weighted by C (1 non-lesion, 3 lesion), the two terms summed."""
+    """Gómez et al. MICCAI 2023, Eq. 1: the focal loss (gamma 2) on each of the ADC and DWI outputs against its own
+    annotation, times alpha = 0.25 on every term and C (1 non-lesion, 3 lesion), the two terms summed."""
     from strokezoo.losses import MultiSegmentationLoss
 
     torch.manual_seed(3)
     logits = torch.randn(3, 2, 6, 7)
     target = (torch.rand(3, 2, 6, 7) > 0.6).float()
-    loss = MultiSegmentationLoss(ClassWeightMapLoss(FocalLoss(gamma=2.0, alpha=0.25, reduction="none"), [1.0, 3.0]))(logits, target)
+    loss = MultiSegmentationLoss(ClassWeightMapLoss(FocalLoss(gamma=2.0, reduction="none"), [1.0, 3.0], scale=0.25))(logits, target)
     expected = 0.0
     for c in range(2):
         p = torch.sigmoid(logits[:, c])
         y = target[:, c]
         p_t = torch.where(y > 0, p, 1 - p)
-        alpha_t = torch.where(y > 0, 0.25, 0.75)
         weight = torch.where(y > 0, 3.0, 1.0)
-        expected = expected + (weight * -alpha_t * (1 - p_t) ** 2 * torch.log(p_t)).mean()
+        expected = expected + (weight * -0.25 * (1 - p_t) ** 2 * torch.log(p_t)).mean()
     assert torch.allclose(loss, expected, rtol=1e-5)
     with pytest.raises(ValueError, match="one annotation per output"):
         MultiSegmentationLoss(F.binary_cross_entropy_with_logits)(logits, target[:, :1])
+
+
+def test_the_cross_domain_bundle_loss_weighs_a_lesion_pixel_three_times_a_background_pixel():
+    """The loss as stroke_dwi_crossdomain_unet2d's train.json builds it: at equal confidence (p_t = 0.7) a lesion pixel
+    costs 3x a background pixel (C = [1, 3], alpha one factor on every term). MONAI's class-dependent
+    FocalLoss(alpha=0.25) would make it 0.25 * 3 : 0.75 * 1 = 1:1."""
+    import math
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundles" / "stroke_dwi_crossdomain_unet2d" / "configs" / "train.json"))
+    assert parser.get_parsed_content("class_weights") == [1.0, 3.0] and parser.get_parsed_content("focal_alpha") == 0.25
+    assert parser.get_parsed_content("focal_gamma") == 2.0
+    loss = parser.get_parsed_content("loss")
+    logit = math.log(0.7 / 0.3)
+    lesion = loss(torch.full((1, 2, 1, 1), logit), torch.ones(1, 2, 1, 1))
+    background = loss(torch.full((1, 2, 1, 1), -logit), torch.zeros(1, 2, 1, 1))
+    assert float(lesion / background) == pytest.approx(3.0, rel=1e-5)
+    assert float(background) == pytest.approx(2 * 0.25 * 0.3**2 * -math.log(0.7), rel=1e-5)  # two outputs, C = 1

@@ -1,7 +1,8 @@
 """Class-weight maps (Gómez 2023, Sec. 4.3): a per-pixel weight taken from the reference label.
 
-``L(y, ŷ, w) = 1/(H·W) Σ_ij w_ij ℓ_ij`` with ``w_ij = C[y_ij]``, the weight of the pixel's class, and
-``ℓ_ij`` any per-pixel loss (focal loss for the binary MRI model, cross-entropy for the three-class CT model).
+``L(y, ŷ, w) = s/(H·W) Σ_ij w_ij ℓ_ij`` with ``w_ij = C[y_ij]``, the weight of the pixel's class, ``ℓ_ij`` any
+per-pixel loss (focal loss for the binary MRI model, cross-entropy for the three-class CT model) and ``s`` a
+constant factor (1, or the α of Gómez et al., MICCAI 2023, Eq. 1, which multiplies every term alike).
 MONAI's losses take per-class weights only in their own ways (``FocalLoss(alpha=…)`` for the sigmoid case,
 ``weight=`` inside the focal term), so the map multiplies the unreduced loss here, exactly as the equation
 reads, whatever the base loss.
@@ -49,18 +50,22 @@ class ClassWeightMapLoss(nn.Module):
         class_weights: one weight per class, background first (thesis: ``[0.3, 0.7]`` on MRI,
             ``[0.7, 2.0, 7.0]`` background / lesion / boundary on CT). ``None`` averages unweighted: the
             "U-Net" row of the ablation.
+        scale: a constant factor on every pixel's loss. Eq. 1 of the MICCAI paper writes the focal loss's α as
+            one factor on every term, so there α goes here and the base focal loss has none: MONAI's
+            ``FocalLoss(alpha=0.25)`` would weigh lesion pixels 0.25 and background 0.75, undoing C = [1, 3].
     """
 
-    def __init__(self, loss: nn.Module, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, loss: nn.Module, class_weights: Sequence[float] | None = None, scale: float = 1.0) -> None:
         super().__init__()
         self.loss = loss
         self.class_weights = None if class_weights is None else [float(c) for c in class_weights]
+        self.scale = float(scale)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         element = self.loss(input, target)
         if element.shape[0] != input.shape[0] or element.ndim != input.ndim:
             raise ValueError(f"the base loss must return unreduced (B, C, ...) losses, got shape {tuple(element.shape)}")
-        pixel = element.sum(dim=1, keepdim=True)
+        pixel = element.sum(dim=1, keepdim=True) * self.scale
         if self.class_weights is None:
             return pixel.mean()
         return (class_weight_map(target, self.class_weights) * pixel).mean()
