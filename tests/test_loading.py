@@ -15,7 +15,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from strokezoo.bundle_info import BUNDLES, config_files
-from strokezoo.data.modalities import MODALITIES, kind_of
+from strokezoo.data.modalities import MODALITIES, MULTI_VOLUME_KEYS, kind_of
 from strokezoo.data.stacked import stack_case
 
 SHAPE = (8, 7, 4)
@@ -80,7 +80,7 @@ def _variants(tmp_path, files: dict) -> dict:
         data = np.asarray(img.dataobj)
         if kind_of(k) == "series":
             out[k] = _write(tmp_path / f"{k}_5d.nii.gz", data[:, :, :, None, :], img.affine)
-        elif MODALITIES.get(k) is not None and MODALITIES[k].multi_volume:
+        elif k in MULTI_VOLUME_KEYS:
             out[k] = _write(tmp_path / f"{k}_2vol.nii.gz", np.stack([data * 0.5 + 1, data], axis=-1), img.affine)
     return out
 

@@ -100,8 +100,7 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
 def _one_itk_thread():
     """ITK on one thread: its filters' per-thread partial sums otherwise meet in a varying order, so the same image
     gave mirror transforms that differed in the 14th digit from run to run (enough to move a voxel that sits at a
-    threshold). On the 2-core CPU one thread was no slower: 8.3 s against 9.1 s for four registrations of an
-    ISLES 2018-sized slab."""
+    threshold; ``tests/test_symmetric_modalities.py`` checks that two runs agree)."""
     import itk
 
     threads = itk.MultiThreaderBase.GetGlobalDefaultNumberOfThreads()
