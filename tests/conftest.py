@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,16 +77,30 @@ def bundle_run(run_id: str | None, keys: dict) -> list[str]:
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session")
+def bundle_cache(tmp_path_factory):
+    """``bundle_cache(root)`` makes ``<root>/cache`` a link to one folder per test worker, so that the bundle roots of a
+    session share their caches (the mirrored modalities of ``SymmetricModalitiesd``, keyed by each input file's path,
+    size and time): a cohort is registered once per worker, not by every run that reads it."""
+    shared = tmp_path_factory.mktemp("bundle_cache")
+
+    def link(root: Path) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "cache").symlink_to(shared, target_is_directory=True)
+        return root
+
+    return link
+
+
 def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs: int) -> None:
     """Train ``bundle`` as docs/bundles.md says for a first try, in a copy of the bundle folder (``root``, the working
     directory): ``python -m monai.bundle run training --config_file "['configs/<stage>', ..., 'configs/smoke.json']"``
     for each training stage in turn (with the bundle's smoke override files), adding only ``--dataset_dir``, the
     datalist, the epochs and what :func:`strokezoo.demo.train_bundle` sets (validation fold 0 every 5 epochs, no
     augmentation)."""
-    import os
     import shutil
 
-    shutil.copytree(REPO / "bundles" / bundle, root, ignore=shutil.ignore_patterns("models", "eval", "cache", "datalist.json"))
+    shutil.copytree(REPO / "bundles" / bundle, root, ignore=shutil.ignore_patterns("models", "eval", "cache", "datalist.json"), dirs_exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
     for stage in BUNDLES[bundle].stages:
         files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides), "configs/smoke.json"]
@@ -96,7 +111,7 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, cohort12):
+def trained(tmp_path_factory, cohort12, bundle_cache):
     """``trained(bundle)`` -> (bundle_root, dataset_root, datalist) after the bundle's smoke run (its ``smoke_epochs``)
     with ``python -m monai.bundle run training`` from the bundle's folder (:func:`train_as_a_user`), cached."""
     done: dict[str, tuple[Path, Path, Path]] = {}
@@ -105,7 +120,7 @@ def trained(tmp_path_factory, cohort12):
         if bundle not in done:
             data, datalist = cohort12(bundle)
             digest = tree_digest(data)
-            root = tmp_path_factory.mktemp(bundle) / "bundle"
+            root = bundle_cache(tmp_path_factory.mktemp(bundle) / "bundle")
             train_as_a_user(bundle, data, datalist, root, epochs=BUNDLES[bundle].epochs)
             assert tree_digest(data) == digest, "training wrote into the dataset root"
             done[bundle] = (root, data, datalist)
@@ -135,7 +150,9 @@ def pytest_collection_modifyitems(config, items):
     """Share the longest tests out before the run starts: pytest-xdist's worksteal hands each of the ``-n`` workers a
     contiguous share of the collected tests (then idle workers steal from the end of the others' queues), so the
     shares are built longest-first onto the least-loaded worker, equal in count, and laid end to end."""
-    workers = int(getattr(config.option, "numprocesses", 0) or 1)
+    # the workers collect and order the tests (the controller only hands them out), and pytest-xdist clears their
+    # --numprocesses; the count it tells them is in the environment
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     seconds = {id(item): LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0) for item in items}
     ordered = sorted(items, key=lambda item: -seconds[id(item)])
     shares: list[list] = [[] for _ in range(workers)]
@@ -152,8 +169,6 @@ def pytest_collection_modifyitems(config, items):
 def _one_torch_thread_per_worker():
     """With pytest-xdist, two workers share the two CI cores: more torch threads than cores makes every
     conv step wait on the others (many times slower), so each worker computes on one thread."""
-    import os
-
     import torch
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -173,14 +188,21 @@ def untrained_checkpoint(bundle: str, path: Path, config: str = "train.json") ->
     return path
 
 
-def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path, **extra) -> dict:
-    """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold as a user
-    would, with ``python -m monai.bundle run evaluating`` in a subprocess and the CPU-sized network (``extra``: more config
-    keys); returns the summary."""
+def infer_and_evaluate(bundle: str, root: Path, data: Path, datalist: Path, checkpoint: Path, out: Path, as_a_user: bool = True, **extra) -> dict:
+    """Run the bundle's inference.json + evaluate.json (and its demo overrides) on the validation fold with the
+    CPU-sized network (``extra``: more config keys); returns the summary. ``as_a_user``: with ``python -m monai.bundle
+    run evaluating`` in a subprocess, as a user would; otherwise the same ``monai.bundle.run("evaluating", ...)`` in
+    this process (for the runs a test compares against: an untrained net, the fp32 twin of a bf16 run), which spares
+    a second interpreter start and its imports."""
     keys = {"config_file": config_files(bundle, "inference.json", "evaluate.json"), "bundle_root": root, "dataset_dir": data, "datalist": datalist}
     keys |= {"ckpt_path": checkpoint, "output_dir": out, "metrics_dir": out / "metrics", "save_probabilities": True, "num_workers": 0}
-    cmd = [sys.executable, *bundle_run("evaluating", {**keys, **cpu_overrides(bundle), **extra})]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=out.parent)
+    keys |= {**cpu_overrides(bundle), **extra}
+    if as_a_user:
+        subprocess.run([sys.executable, *bundle_run("evaluating", keys)], check=True, capture_output=True, cwd=out.parent)
+    else:
+        from monai.bundle import run
+
+        run("evaluating", **{k: str(v) if isinstance(v, Path) else v for k, v in keys.items()})
     return json.loads((out / "metrics" / "summary.json").read_text())
 
 
@@ -192,7 +214,7 @@ def bf16_fp32_mask_dice(bundle: str, root: Path, data: Path, datalist: Path, che
     import nibabel as nib
     import numpy as np
 
-    infer_and_evaluate(bundle, root, data, datalist, checkpoint, out, amp=False, **extra)
+    infer_and_evaluate(bundle, root, data, datalist, checkpoint, out, as_a_user=False, amp=False, **extra)
     inter = total = 0
     masks = sorted(p.name for p in out.glob("*.nii.gz") if nib.load(p).get_data_dtype() == np.uint8)
     assert masks and masks == sorted(p.name for p in bf16_out.glob("*.nii.gz") if nib.load(p).get_data_dtype() == np.uint8)

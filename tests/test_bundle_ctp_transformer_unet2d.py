@@ -47,6 +47,7 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
         datalist,
         untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt"),
         tmp_path / "untrained",
+        as_a_user=False,
         save_tfa=True,
         transformer_path=str(untrained_transformer),
     )

@@ -109,7 +109,7 @@ def test_cli_error_is_clear(tmp_path):
 def test_demo_writes_report(tmp_path):
     from strokezoo.demo import run_demo
 
-    report = run_demo(str(tmp_path / "demo"), cases=2, scale=0.3, epochs=2)
+    report = run_demo(str(tmp_path / "demo"), cases=2, scale=0.3, epochs=1)
     text = Path(report).read_text()
     assert "isles2022" in text and "isles2018" in text
     assert "| stroke_mri_crossattention_unet2d | isles2017 |" in text and "| stroke_ct_boundary_attention_unet2d | isles2018 |" in text
