@@ -86,7 +86,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
+def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, bundle_cache):
     """``multi_gpu_train.json`` with torchrun and ``--tracking mlflow``: DDP over two CPU processes (gloo), one
     epoch of each training stage, on three of the 12-case cohort's four folds (both ranks still get validation
     cases). ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together
@@ -96,7 +96,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({**listed, "training": [e for e in listed["training"] if e["fold"] < 3], "num_folds": 3}))
     folds = {"fold": 0, "val_fold": 0}
-    root = tmp_path / "bundle"
+    root = bundle_cache(tmp_path / "bundle")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     keys = {"meta_file": configs(bundle) / "metadata.json", "bundle_root": root, "dataset_dir": data, "datalist": datalist, "epochs": 1, "tracking": "mlflow"}
     for stage in BUNDLES[bundle].stages:
@@ -129,6 +129,8 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12):
         assert len(drawn[0]["indices"]) == len(drawn[1]["indices"]) == math.ceil(size / 2), stage  # even_divisible
         assert shards[0] | shards[1] == set(range(size)), stage
         assert len(shards[0] & shards[1]) == 2 * math.ceil(size / 2) - size, stage  # only the padding repeats
+        if "per_rank_batch" in (configs(bundle) / "multi_gpu_train.json").read_text():  # the global batch is the configured one
+            assert all(d["batch_size"] * 2 == cpu_overrides(bundle)["batch_size"] for d in drawn), (stage, drawn[0]["batch_size"])
         for d, log in zip(drawn, ranks):  # and the loader ran through that shard
             n, b = len(d["indices"]), d["batch_size"]
             assert next(e["iterations"] for e in log if "iterations" in e) == (n // b if d["drop_last"] else math.ceil(n / b)), stage

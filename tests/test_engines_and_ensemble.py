@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strokezoo.engines import L1ErrorRate
+from strokezoo.engines import L1ErrorRate, per_rank_batch
 from strokezoo.networks import AsymmetricResidualUNet, FoldEnsemble
 
 
@@ -63,3 +63,13 @@ def test_hand_trainer_lets_early_stopping_on_the_validator_stop_the_trainer():
     assert trainer.state.epoch == 3  # best at epoch 1, two worse validations, stopped
     with pytest.raises(TypeError, match="handlers without set_trainer"):
         HandTrainer([object()])
+
+
+def test_per_rank_batch_keeps_the_global_batch_and_refuses_an_unequal_share(monkeypatch):
+    """The Gómez bundles' multi_gpu_train.json: 4 ranks of a batch-32 config load 8 each (one step sees 32, the
+    thesis's batch); torchrun's WORLD_SIZE is read when no process group exists; 5 over 2 ranks is refused."""
+    assert per_rank_batch(32, 4) == 8 and per_rank_batch(16, 1) == 16
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert per_rank_batch(16) == 4
+    with pytest.raises(ValueError, match="batch_size 5 cannot be shared equally by 2 processes"):
+        per_rank_batch(5, 2)

@@ -1,8 +1,19 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
+from .distributed import per_rank_batch, world_size
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
 
-__all__ = ["HandTrainer", "L1ErrorRate", "PseudoDWIBatch", "PseudoDWITrainer", "ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
+__all__ = [
+    "HandTrainer",
+    "L1ErrorRate",
+    "PseudoDWIBatch",
+    "PseudoDWITrainer",
+    "ResumeCheckpoint",
+    "SaveBestNetwork",
+    "per_rank_batch",
+    "save_atomically",
+    "world_size",
+]

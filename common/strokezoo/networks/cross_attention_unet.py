@@ -41,7 +41,8 @@ class CrossAttentionUNet(nn.Module):
         in_channels: number of input modalities stacked as channels.
         out_channels: 1 for the binary MRI model (sigmoid), 3 for the CT model with the boundary class (softmax).
         features: channels per level, encoder first level to bottleneck. The thesis states six levels
-            without widths; the default 32…1024 is the authors' public configuration.
+            without widths; the default 32…1024 is our choice, the widths the MICCAI 2023 paper states for the
+            same authors' dual network.
         cross_attention: gate every skip (``False``: plain concatenation, the U-Net rows of the ablation).
         deep_supervision: add the coarse-level heads.
         norm: normalisation of every conv unit (MONAI ``Norm`` name or tuple).
