@@ -79,10 +79,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def bundle_cache(tmp_path_factory):
-    """``bundle_cache(root)`` makes ``<root>/cache`` a link to one folder per test worker, so that the bundle roots of a
-    session share their caches (the mirrored modalities of ``SymmetricModalitiesd``, keyed by each input file's path,
-    size and time): a cohort is registered once per worker, not by every run that reads it."""
-    shared = tmp_path_factory.mktemp("bundle_cache")
+    """``bundle_cache(root)`` makes ``<root>/cache`` a link to one folder of the session (shared by the pytest-xdist
+    workers), so that the bundle roots of a session share their caches: the mirrored modalities of
+    ``SymmetricModalitiesd``, keyed by the images' content and written atomically, so the workers' identical cohorts
+    are registered once in all, not by every run that reads them."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "bundle_cache"
+    shared.mkdir(exist_ok=True)
 
     def link(root: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)
@@ -129,20 +132,25 @@ def trained(tmp_path_factory, cohort12, bundle_cache):
     return get
 
 
-#: Seconds the longest tests took in one `make test` run (2 cores), by test function. Only the order of the run
-#: depends on them: started first, they do not leave one worker busy long after the other ran out of tests.
+#: Seconds the longest tests took in one `make test` run (2 cores), by test (a parametrised test's own id, else its
+#: function). Only the order of the run depends on them: started first, they do not leave one worker busy long after the other ran out of tests.
 LONGEST_TESTS_S = {
-    "test_both_stages_beat_untrained_models": 260,
-    "test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble": 250,
-    "test_training_beats_the_untrained_net_on_both_modalities_and_both_raters": 180,
-    "test_end_to_end_training_beats_the_untrained_networks": 140,
-    "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid": 80,
-    "test_multi_gpu_config_runs_two_processes_on_cpu": 40,
+    "test_both_stages_beat_untrained_models": 180,
+    "test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble": 145,
+    "test_end_to_end_training_beats_the_untrained_networks": 125,
+    "test_training_beats_the_untrained_net_on_both_modalities_and_both_raters": 95,
+    "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid": 60,
+    "test_training_beats_the_untrained_net_and_inference_is_on_the_input_grid[stroke_ct_boundary_attention_unet2d]": 88,
+    "test_multi_gpu_config_runs_two_processes_on_cpu": 20,
+    "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_ctp_transformer_unet2d]": 75,
+    "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_mri_residual_unet3d]": 30,
     "test_demo_writes_report": 75,
-    "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal": 15,
-    "test_an_exported_zip_passes_the_model_zoo_premerge_checks": 25,
+    "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal": 12,
+    "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal[stroke_ctp_transformer_unet2d]": 45,
+    "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal[stroke_mri_residual_unet3d]": 40,
+    "test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs": 30,
     "test_weights_download_by_hash_and_bundle_download_and_load": 28,
-    "test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs": 21,
+    "test_an_exported_zip_passes_the_model_zoo_premerge_checks": 23,
 }
 
 
@@ -153,7 +161,7 @@ def pytest_collection_modifyitems(config, items):
     # the workers collect and order the tests (the controller only hands them out), and pytest-xdist clears their
     # --numprocesses; the count it tells them is in the environment
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    seconds = {id(item): LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0) for item in items}
+    seconds = {id(item): LONGEST_TESTS_S.get(item.name, LONGEST_TESTS_S.get(getattr(item, "originalname", item.name), 0)) for item in items}
     ordered = sorted(items, key=lambda item: -seconds[id(item)])
     shares: list[list] = [[] for _ in range(workers)]
     load = [0.0] * workers

@@ -67,7 +67,8 @@ def test_images_on_different_grids_are_refused(head):
 
 
 def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tmp_path, monkeypatch):
-    """On a synthetic SISS case: four mirrored channels on the input grid, cached outside the dataset, reused."""
+    """On a synthetic SISS case: four mirrored channels on the input grid, cached outside the dataset, reused for
+    the same content wherever it is read from, computed again when a voxel changes."""
     import json
 
     from monai.transforms import Compose, LoadImaged
@@ -101,6 +102,18 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
     monkeypatch.setattr(sm, "symmetric_modalities", no_registration)
     again = Compose([load, SymmetricModalitiesd(keys, cache_dir=cache)])(entry)
     assert all(np.allclose(np.asarray(again[f"{k}_sym"]), np.asarray(out[f"{k}_sym"])) for k in keys)
+    # keyed by content: the same files copied elsewhere are not registered again ...
+    import shutil
+
+    (tmp_path / "copy").mkdir()
+    copy = {**entry, **{k: str(shutil.copy(entry[k], tmp_path / "copy" / Path(entry[k]).name)) for k in keys}}
+    moved = Compose([load, SymmetricModalitiesd(keys, cache_dir=cache)])(copy)
+    assert all(np.array_equal(np.asarray(moved[f"{k}_sym"]), np.asarray(again[f"{k}_sym"])) for k in keys)
+    # ... and a changed voxel is
+    changed = load(copy)
+    changed["t2"][0, 0, 0, 0] += 1.0
+    with pytest.raises(AssertionError, match="cached copies"):
+        SymmetricModalitiesd(keys, cache_dir=cache)(changed)
     with pytest.raises(InputError, match="inside the folder of the input"):
         SymmetricModalitiesd(keys, cache_dir=Path(entry["t1"]).parent / "cache")(load(entry))
 

@@ -152,9 +152,10 @@ class SymmetricModalitiesd(MapTransform):
     once on channel ``reference_channel`` of ``reference_key``.
 
     Registration takes seconds to a minute per case, so with ``cache_dir`` the copies are written there once
-    (``<cache_dir>/<case>-<digest>/<key>.nii.gz``, atomically) and read back on later runs; the digest covers
-    the input files' paths, sizes and modification times, so a changed input is registered again. The cache
-    must lie outside the dataset: inputs are never written.
+    (``<cache_dir>/<case>-<digest>/<key>.nii.gz``, atomically) and read back on later runs. The digest covers what
+    the copies are computed from, each modality's voxels, shape and affine: a changed input is registered again,
+    and the same case read from another path (a copy of the dataset) is not. The cache must lie outside the
+    dataset: inputs are never written.
 
     Args:
         keys: modality keys, all on one grid.
@@ -186,13 +187,16 @@ class SymmetricModalitiesd(MapTransform):
     def _cache_folder(self, d: Mapping, keys: list[str]) -> Path | None:
         if self.cache_dir is None:
             return None
-        h = hashlib.sha256(b"channel-last v3")  # cache format (v3: registration on 5 % of the voxels)
+        h = hashlib.sha256(b"channel-last v4")  # cache format (v4: keyed by content; v3: registration on 5 % of the voxels)
         for k in keys:
             source = Path(str(d[k].meta.get("filename_or_obj", ""))) if hasattr(d[k], "meta") else Path()
-            stat = source.stat() if source.is_file() else None
-            h.update(f"{k}|{source.resolve() if stat else ''}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode())
-            if stat is not None and self.cache_dir.resolve().is_relative_to(source.resolve().parent):
+            if source.is_file() and self.cache_dir.resolve().is_relative_to(source.resolve().parent):
                 raise InputError(self.cache_dir, f"cache folder lies inside the folder of the input {source}; put it outside the dataset")
+            voxels = np.ascontiguousarray(np.asarray(d[k].detach().cpu() if isinstance(d[k], torch.Tensor) else d[k], dtype=np.float32))
+            affine = np.asarray(d[k].affine if hasattr(d[k], "affine") else np.eye(4), dtype=np.float64)
+            h.update(f"{k}|{voxels.shape}|".encode())
+            h.update(affine.tobytes())
+            h.update(voxels.tobytes())
         return self.cache_dir / f"{d.get(self.name_key, 'case')}-{h.hexdigest()[:12]}"
 
     def __call__(self, data: Mapping) -> dict:
