@@ -78,7 +78,7 @@ def test_the_config_says_what_the_paper_states(row: Row):
 
 
 def test_the_rotations_turn_the_axial_plane():
-    """The 90, 180 and 270 degree rotations of Sec. 3.3 turn array axes 0 and 1 (the axial plane of the ISLES 2015
-    volumes) and leave the slice axis alone, as a 24x24x16 patch must: its third side is shorter."""
+    """The 90, 180 and 270 degree rotations of Sec. 3.3 turn array axes 0 and 1 and leave axis 2 alone, as a
+    24x24x16 patch must: its third side is shorter than the other two."""
     rotations = [t for t in train("train#lesion_transforms").transforms if type(t).__name__ == "Rotate90d"]
     assert len(rotations) == 3 and all(tuple(t.rotator.spatial_axes) == (0, 1) for t in rotations)
