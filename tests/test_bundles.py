@@ -102,9 +102,11 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
     from mlflow.tracking import MlflowClient
     from monai.utils import path_to_sqlite_uri
 
+    store = root / "eval" / "mlruns.db"
+    client = MlflowClient(path_to_sqlite_uri(str(store)))
+
     def mlflow_runs() -> list:
-        client = MlflowClient(path_to_sqlite_uri(str(root / "eval" / "mlruns.db")))
-        experiment = client.get_experiment_by_name(bundle) if (root / "eval" / "mlruns.db").exists() else None
+        experiment = client.get_experiment_by_name(bundle) if store.exists() else None
         return client.search_runs([experiment.experiment_id]) if experiment else []
 
     retried = []
@@ -134,7 +136,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
             shutil.rmtree(probe_dir, ignore_errors=True)
             for run in mlflow_runs():
                 if run.info.run_id not in before:
-                    MlflowClient(path_to_sqlite_uri(str(root / "eval" / "mlruns.db"))).delete_run(run.info.run_id)
+                    client.delete_run(run.info.run_id)
             for event_file in set((root / "eval").rglob("events.out.tfevents.*")) - events_before:
                 event_file.unlink()
             r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)

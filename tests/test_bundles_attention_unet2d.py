@@ -95,8 +95,3 @@ def test_the_boundary_bundle_merges_the_lesion_classes_before_thresholding_as_it
         merge = parser.get_parsed_content(key)
         lesion = merge({"pred": torch.softmax(logits, 0)})["pred"]
         assert torch.allclose(lesion, torch.tensor(0.60).reshape(1, 1, 1, 1)) and bool(lesion > 0.5), name
-    parser = ConfigParser()
-    parser.read_config(str(configs(bundle) / "train.json"))
-    # Sec. 5.3's C = {0.7, 2.0, 7.0}, in class order background, interior, outline (our reading of the order)
-    assert parser.get_parsed_content("class_weights") == [0.7, 2.0, 7.0]
-    assert torch.as_tensor(parser.get_parsed_content("loss").loss.class_weights).flatten().tolist() == pytest.approx([0.7, 2.0, 7.0])

@@ -42,7 +42,6 @@ def test_fold_ensemble_softmax_is_the_mean_of_the_folds_and_loads_fold_checkpoin
 def test_hand_trainer_lets_early_stopping_on_the_validator_stop_the_trainer():
     """The residual bundle's early stopping runs on the validator; HandTrainer (in the trainer's handlers) gives it
     the trainer, which it stops after ``patience`` validations without improvement."""
-    import pytest
     from ignite.engine import Engine, Events
     from monai.handlers import EarlyStopHandler
 
@@ -65,11 +64,11 @@ def test_hand_trainer_lets_early_stopping_on_the_validator_stop_the_trainer():
         HandTrainer([object()])
 
 
-def test_per_rank_batch_keeps_the_global_batch_and_refuses_an_unequal_share(monkeypatch):
+def test_per_rank_batch_keeps_the_global_batch_and_refuses_an_unequal_share():
     """The Gómez bundles' multi_gpu_train.json: 4 ranks of a batch-32 config load 8 each (one step sees 32, the
-    thesis's batch); torchrun's WORLD_SIZE is read when no process group exists; 5 over 2 ranks is refused."""
+    thesis's batch); one process outside DDP loads the whole batch (the two-rank case runs in the multi-GPU test);
+    5 over 2 ranks is refused."""
     assert per_rank_batch(32, 4) == 8 and per_rank_batch(16, 1) == 16
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    assert per_rank_batch(16) == 4
+    assert per_rank_batch(16) == 16
     with pytest.raises(ValueError, match="batch_size 5 cannot be shared equally by 2 processes"):
         per_rank_batch(5, 2)

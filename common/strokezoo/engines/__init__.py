@@ -1,6 +1,6 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
-from .distributed import per_rank_batch, world_size
+from .distributed import per_rank_batch
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
@@ -15,5 +15,4 @@ __all__ = [
     "SaveBestNetwork",
     "per_rank_batch",
     "save_atomically",
-    "world_size",
 ]
