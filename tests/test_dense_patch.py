@@ -11,7 +11,7 @@ from strokezoo.networks import AsymmetricResidualUNet
 PATCH = (8, 8, 4)
 
 
-def naive_loop(image: torch.Tensor, net, patch=PATCH, step=(2, 2, 1), brain_only=True) -> torch.Tensor:
+def naive_loop(image: torch.Tensor, net, patch=PATCH, step=(2, 2, 1), brain: torch.Tensor | None = None) -> torch.Tensor:
     """One patch at a time: zero-pad, cut the patch centred on each grid voxel, softmax, add, count, average."""
     c, *size = image.shape
     lo = [p // 2 for p in patch]
@@ -22,7 +22,7 @@ def naive_loop(image: torch.Tensor, net, patch=PATCH, step=(2, 2, 1), brain_only
     for x in range(0, size[0], step[0]):
         for y in range(0, size[1], step[1]):
             for z in range(0, size[2], step[2]):
-                if brain_only and image[0, x, y, z] <= 0:
+                if brain is not None and not brain[x, y, z]:
                     continue
                 box = (slice(x, x + patch[0]), slice(y, y + patch[1]), slice(z, z + patch[2]))
                 acc[(slice(None), *box)] += torch.softmax(net(padded[(slice(None), *box)][None]), 1)[0]
@@ -40,28 +40,32 @@ def net():
     return AsymmetricResidualUNet(in_channels=3, base_features=4, levels=3).eval()
 
 
-@pytest.mark.parametrize("brain_only", [True, False])
-def test_equals_the_per_patch_loop(net, brain_only):
+@pytest.mark.parametrize("with_brain", [True, False])
+def test_equals_the_per_patch_loop(net, with_brain):
     torch.manual_seed(1)
     image = torch.randn(3, 13, 11, 6)
-    image[0, :3] = 0.0  # "outside the brain"
+    brain = torch.ones(13, 11, 6, dtype=torch.uint8)
+    brain[:3] = 0  # outside the brain; the image's values there play no part in the test
     with torch.no_grad():
-        ref = naive_loop(image, net, brain_only=brain_only)
-        out = DensePatchInferer(PATCH, (2, 2, 1), batch_size=7, brain_only=brain_only)(image[None], net)[0]
+        ref = naive_loop(image, net, brain=brain if with_brain else None)
+        inferer = DensePatchInferer(PATCH, (2, 2, 1), batch_size=7)
+        out = (inferer(image[None], net, brain=brain[None, None]) if with_brain else inferer(image[None], net))[0]
     assert out.shape == (2, 13, 11, 6)
     assert (out - ref).abs().max() < 1e-5
     assert torch.allclose(out.sum(0), torch.ones(13, 11, 6), atol=1e-5)  # probabilities, also where uncovered
 
 
-def test_centres_follow_the_step_and_the_brain_test():
-    image = torch.ones(2, 10, 9, 3)
-    image[0, 0] = -1.0
-    c = patch_centres(image, (4, 4, 1), brain_only=False)
+def test_centres_follow_the_step_and_the_brain_mask():
+    brain = torch.ones(10, 9, 3)
+    brain[0] = 0
+    c = patch_centres((10, 9, 3), (4, 4, 1))
     assert len(c) == 3 * 3 * 3 and set(c[:, 0].tolist()) == {0, 4, 8}
-    kept = patch_centres(image, (4, 4, 1))
+    kept = patch_centres((10, 9, 3), (4, 4, 1), brain)
     assert len(kept) == 2 * 3 * 3 and 0 not in kept[:, 0].tolist()
     with pytest.raises(ValueError, match="no patch centre"):
-        DensePatchInferer((8, 8, 4))(torch.zeros(1, 1, 8, 8, 4), lambda x: x)
+        DensePatchInferer((8, 8, 4))(torch.zeros(1, 1, 8, 8, 4), lambda x: x, brain=torch.zeros(1, 1, 8, 8, 4))
+    with pytest.raises(ValueError, match="brain masks of shape"):
+        DensePatchInferer((8, 8, 4))(torch.zeros(1, 1, 8, 8, 4), lambda x: x, brain=torch.ones(1, 1, 8, 8, 5))
 
 
 def test_metatensor_in_metatensor_out(net):

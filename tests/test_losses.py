@@ -7,7 +7,7 @@ import torch
 from monai.losses import DeepSupervisionLoss, FocalLoss
 from torch.nn import functional as F
 
-from strokezoo.losses import ClassWeightMapLoss, class_weight_map
+from strokezoo.losses import ClassWeightMapLoss, VoxelFocalLoss, class_weight_map
 
 
 def test_class_weight_map_from_indices_and_one_hot():
@@ -95,3 +95,20 @@ def test_the_cross_domain_bundle_loss_weighs_a_lesion_pixel_three_times_a_backgr
     background = loss(torch.full((1, 2, 1, 1), -logit), torch.zeros(1, 2, 1, 1))
     assert float(lesion / background) == pytest.approx(3.0, rel=1e-5)
     assert float(background) == pytest.approx(2 * 0.25 * 0.3**2 * -math.log(0.7), rel=1e-5)  # two outputs, C = 1
+
+
+def test_voxel_focal_loss_is_eq1_averaged_over_voxels_by_hand():
+    """Clèrigues et al. Eq. 1: -alpha_t (1 - p_t)^gamma log p_t for each voxel's true class t, averaged over voxels;
+    MONAI's mean-reduced FocalLoss is half of it for two classes."""
+    torch.manual_seed(0)
+    logits, label = torch.randn(3, 2, 5, 4, 3), torch.randint(0, 2, (3, 1, 5, 4, 3))
+    p = torch.softmax(logits.double(), 1)
+    t = label[:, 0]
+    p_t = torch.where(t == 1, p[:, 1], p[:, 0])
+    alpha_t = torch.where(t == 1, 0.75, 0.25)
+    eq1 = (-alpha_t * (1 - p_t) ** 2 * torch.log(p_t)).mean()
+    kwargs = dict(gamma=2.0, alpha=[0.25, 0.75], use_softmax=True, to_onehot_y=True, include_background=True)
+    assert torch.isclose(VoxelFocalLoss(**kwargs)(logits, label).double(), eq1, rtol=1e-5)
+    assert torch.isclose(FocalLoss(**kwargs)(logits, label).double(), eq1 / 2, rtol=1e-5)
+    with pytest.raises(ValueError, match="no reduction"):
+        VoxelFocalLoss(reduction="sum")

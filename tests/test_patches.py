@@ -92,3 +92,17 @@ def test_samples_are_transformed_untracked_with_the_same_values_and_tracking_is_
     with pytest.raises(RuntimeError, match="boom"):
         apply_untracked(lambda s: (_ for _ in ()).throw(RuntimeError("boom")), {})
     assert get_track_meta()  # restored after a failing transform too
+
+
+def test_healthy_centres_lie_in_the_brain_mask_whatever_the_image_values():
+    """Healthy centres come from the ``brain_key`` mask, not from the image's sign: a z-scored image is negative
+    in much of the brain and the mask keeps every centre in it."""
+    vols = volumes()
+    for v in vols:
+        v["brain"] = (v["image"][:1] > 0).to(torch.uint8)
+        v["image"] = v["image"] - 5.0  # no voxel > 0 any more
+    ds = BalancedPatchDataset(vols, volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0, brain_key="brain")
+    healthy = [(v, c) for v, c, on in ds.index if not on]
+    assert len(healthy) == 40 and all(vols[v]["brain"][(0, *c)] == 1 for v, c in healthy)
+    anywhere = BalancedPatchDataset(vols, volume_transform=lambda e: e, patch_size=PATCH, num_patches=400, seed=0)
+    assert any(vols[v]["brain"][(0, *c)] == 0 for v, c, on in anywhere.index if not on)  # without a mask: the whole volume

@@ -22,10 +22,18 @@ def test_filter_lesions_by_hand():
     p[1:4, 1:4, 1:4] = 0.8  # 27 voxels
     p[6, 6, 6:8] = 0.9  # 2 voxels
     p[8, 1, 1] = 0.4  # below the threshold
-    p[4, 4, 4] = 0.8  # touches the cube at a corner: 26-connected, so part of it
+    p[4, 4, 4] = 0.8  # touches the cube at a corner only
+    p[1, 1, 4] = 0.8  # touches the cube at a face
+    # default: face neighbours (6-connected, the authors' scipy.ndimage.label): the corner voxel is a lesion of its own
     m = filter_lesions(p, 0.5, 10)
-    assert m.dtype == np.uint8 and m.sum() == 28 and m[4, 4, 4] == 1 and m[6, 6, 6] == 0
-    assert filter_lesions(p, 0.5, 0).sum() == 30 and filter_lesions(p, 0.3, 29).sum() == 0
+    assert m.dtype == np.uint8 and m.sum() == 28 and m[1, 1, 4] == 1 and m[4, 4, 4] == 0 and m[6, 6, 6] == 0
+    # full connectivity (26-connected): the corner voxel joins the cube
+    m26 = filter_lesions(p, 0.5, 10, connectivity=3)
+    assert m26.sum() == 29 and m26[4, 4, 4] == 1
+    assert filter_lesions(p, 0.5, 29, connectivity=2).sum() == 0 and filter_lesions(p, 0.5, 29, connectivity=3).sum() == 29  # 18: edges, not corners
+    assert filter_lesions(p, 0.5, 0).sum() == 31 and filter_lesions(p, 0.3, 32).sum() == 0
+    with pytest.raises(ValueError, match="connectivity"):
+        filter_lesions(p, 0.5, 10, connectivity=4)
 
 
 def test_lesion_filter_transform_keeps_the_grid():

@@ -50,14 +50,19 @@ def test_registration_recovers_the_mirror_plane_and_mirrors_every_modality(head)
     assert abs(peak[0] - (m - 9)) <= 1 and abs(peak[1] - 24) <= 1 and abs(peak[2] - 12) <= 1
 
 
-def test_the_transform_is_the_known_mirror_shift(head):
+@pytest.mark.parametrize("registration, tolerance", [("rigid", 0.25), ("affine", 0.5)])
+def test_the_transform_is_the_known_mirror_shift(head, registration, tolerance):
     """Flipping the array maps x to N-1-x; the head's own mirror maps x to 2m-x; so the registration must find a
-    pure shift of N-1-2m = 5 voxels along x (10 mm) and nothing else."""
+    pure shift of N-1-2m = 5 voxels along x (10 mm) and nothing else; the affine option (FLIRT's 12 degrees of
+    freedom) too, with its extra freedom left unused."""
     m, images = head
-    t = mirror_transform(images["t1"], SPACING, axis=0)
+    t = mirror_transform(images["t1"], SPACING, axis=0, registration=registration)
+    assert type(t).__name__.startswith("itkVersorRigid3DTransform" if registration == "rigid" else "itkAffineTransform")
     for voxel in ((10, 20, 12), (30, 8, 5), (21, 33, 20)):
         mapped = np.array(t.TransformPoint([float(v * s) for v, s in zip(voxel, SPACING)])) / SPACING
-        assert np.abs(mapped - (np.array(voxel) + [SHAPE[0] - 1 - 2 * m, 0, 0])).max() < 0.25, (voxel, mapped)
+        assert np.abs(mapped - (np.array(voxel) + [SHAPE[0] - 1 - 2 * m, 0, 0])).max() < tolerance, (voxel, mapped)
+    with pytest.raises(ValueError, match="registration must be one of"):
+        mirror_transform(images["t1"], SPACING, axis=0, registration="elastic")
 
 
 def test_images_on_different_grids_are_refused(head):
@@ -114,6 +119,12 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
     changed["t2"][0, 0, 0, 0] += 1.0
     with pytest.raises(AssertionError, match="cached copies"):
         SymmetricModalitiesd(keys, cache_dir=cache)(changed)
+    # ... and so are copies made from another reference modality or with another registration
+    for other in ({"reference_key": "dwi"}, {"registration": "affine"}):
+        with pytest.raises(AssertionError, match="cached copies"):
+            SymmetricModalitiesd(keys, cache_dir=cache, **other)(load(copy))
+    with pytest.raises(ValueError, match="not one of the keys"):
+        SymmetricModalitiesd(keys, reference_key="cbf")
     with pytest.raises(InputError, match="inside the folder of the input"):
         SymmetricModalitiesd(keys, cache_dir=Path(entry["t1"]).parent / "cache")(load(entry))
 

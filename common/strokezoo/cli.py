@@ -151,6 +151,7 @@ def grid_search(
     folds: list[int] | None = None,
     hd_max: float = 200.0,
     suffix: str = "_prob",
+    connectivity: int = 1,
 ) -> None:
     """Choose the post-processing threshold T_h (0.1-0.9) and minimum lesion size S_min (10-1000 voxels) that
     maximise Eq. 2 of Clerigues et al. 2020 (Dice and Hausdorff distance in voxels, HD_max 200) over
@@ -158,13 +159,15 @@ def grid_search(
     DSC, PPV, sensitivity, HD of every pair), the pooled evaluation at the chosen pair (OUT/table1.md and .csv:
     the paper's Table 1 row, mean +- SD over all folds' cases) and, with --override, an override file holding
     only "threshold" and "min_size" for inference: --config_file "['configs/inference.json','OVERRIDE']".
+    Lesions are face-connected (--connectivity 1, 6 neighbours in 3D, the authors' count; 3: 26 neighbours), as
+    in the bundle's inference.json "connectivity": the two must agree.
 
     Example:
         strokezoo grid-search --probs cv_probs --ref datalist.json --out cv_probs/grid --override configs/postprocessing.json
     """
     from .metrics.grid_search import grid_search as run
 
-    r = run(probs, ref, out, override=override, split=split, folds=folds, hd_max=hd_max, suffix=suffix)
+    r = run(probs, ref, out, override=override, split=split, folds=folds, hd_max=hd_max, suffix=suffix, connectivity=connectivity)
     print(
         f"T_h {r['threshold']}, S_min {r['min_size']}: score {r['score']:.3f} (Dice {r['dice']:.3f}, PPV {r['precision']:.3f}, sensitivity {r['recall']:.3f}, "
         f"HD {r['hd']:.1f} voxels) over {r['cases']} cases; Table 1 row in {out}/table1.md" + (f"; T_h and S_min written to {override}" if override else "")

@@ -35,8 +35,8 @@ class BalancedPatchDataset(Dataset):
         transform: random transform of every sample, after ``lesion_transform``; both run without metadata
             tracking (:func:`~strokezoo.data.cached_volumes.apply_untracked`).
         keys: the image key and the label key, in that order; the label's first channel > 0 is the lesion.
-        brain_channel: channel of the image whose values > 0 are brain (healthy centres are drawn there); None
-            draws them from the whole volume.
+        brain_key: key of a brain mask ``(1, X, Y, Z)`` made by ``volume_transform`` (values > 0 are brain: healthy
+            centres are drawn there; :class:`strokezoo.transforms.BrainMaskd`); None draws them from the whole volume.
         lesion_offset: largest random offset of lesion-centred patches per axis (default: half the patch).
         seed: seed of the centre draw.
         num_workers: threads loading the volumes.
@@ -51,7 +51,7 @@ class BalancedPatchDataset(Dataset):
         lesion_transform: Callable | None = None,
         transform: Callable | None = None,
         keys: Sequence[str] = ("image", "label"),
-        brain_channel: int | None = 0,
+        brain_key: str | None = None,
         lesion_offset: Sequence[int] | None = None,
         seed: int = 0,
         num_workers: int = 0,
@@ -60,14 +60,14 @@ class BalancedPatchDataset(Dataset):
         self.keys = tuple(keys)
         self.lesion_transform = lesion_transform
         self.transform = transform
-        image_key, label_key = self.keys[:2]
-        volumes = cache_volumes(list(data), volume_transform, self.keys, num_workers)
+        label_key = self.keys[1]
+        volumes = cache_volumes(list(data), volume_transform, self.keys + ((brain_key,) if brain_key else ()), num_workers)
         pad = [n for p in reversed(self.patch_size) for n in (p // 2, p - p // 2 - 1)]
         rng = np.random.default_rng(seed)
         self.volumes, self.index, self.lesion_counts = [], [], []
         for v, volume in enumerate(volumes):
             label = volume[label_key][0].numpy() > 0
-            brain = volume[image_key][brain_channel].numpy() > 0 if brain_channel is not None else np.ones_like(label)
+            brain = volume[brain_key][0].numpy() > 0 if brain_key else np.ones_like(label)
             lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng, max_offset=lesion_offset)
             self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
             self.lesion_counts.append(len(lesion))

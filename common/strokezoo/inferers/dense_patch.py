@@ -2,8 +2,9 @@
 
 Patches of the training size are centred on a regular grid of voxels (extraction step 4×4×1 in the paper),
 every patch is predicted whole, and each voxel's class probabilities are the average over all the patches
-that cover it. Patches whose centre lies outside the brain (first channel ≤ 0, as the authors' code tests it)
-can be skipped. MONAI's ``SlidingWindowInferer`` places windows by an overlap fraction and shifts the last
+that cover it. Given a brain mask (``brain=``, passed by the evaluator from the batch's ``"brain"`` key:
+:class:`strokezoo.transforms.BrainMaskd`), patches whose centre lies outside the brain are skipped, as the authors'
+code skips them. MONAI's ``SlidingWindowInferer`` places windows by an overlap fraction and shifts the last
 window inside the image, so it cannot reproduce a fixed voxel step with centred, zero-padded border patches
 or the brain test; this inferer does exactly that.
 
@@ -30,13 +31,16 @@ def _padding(patch_size: Sequence[int]) -> list[tuple[int, int]]:
     return [(p // 2, p - p // 2 - 1) for p in patch_size]
 
 
-def patch_centres(image: torch.Tensor, step: Sequence[int], brain_only: bool = True) -> torch.Tensor:
-    """``(K, 3)`` voxel indices of the patch centres of ``image`` (``(C, X, Y, Z)``): every ``step``-th voxel from
-    the first, and with ``brain_only`` only those where the first channel is > 0."""
-    axes = [torch.arange(0, s, st, device=image.device) for s, st in zip(image.shape[1:], step)]
+def patch_centres(shape: Sequence[int], step: Sequence[int], brain: torch.Tensor | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(K, 3)`` voxel indices of the patch centres of a volume of ``shape`` ``(X, Y, Z)``: every ``step``-th voxel
+    from the first, and with ``brain`` (an ``(X, Y, Z)`` mask) only those where it is > 0."""
+    device = brain.device if brain is not None else device
+    axes = [torch.arange(0, s, st, device=device) for s, st in zip(shape, step)]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
-    if brain_only:
-        grid = grid[image[0][tuple(grid.T)] > 0]
+    if brain is not None:
+        if tuple(brain.shape) != tuple(shape):
+            raise ValueError(f"brain mask of shape {tuple(brain.shape)} for a volume of shape {tuple(shape)}")
+        grid = grid[brain[tuple(grid.T)] > 0]
     return grid
 
 
@@ -47,8 +51,6 @@ class DensePatchInferer(Inferer):
         patch_size: the network's patch (paper: 24×24×16).
         step: voxels between patch centres per axis (paper: 4×4×1).
         batch_size: patches per forward pass.
-        brain_only: skip patches whose centre has first channel ≤ 0; voxels no patch covers get probability 1
-            for class 0 (healthy) and 0 for the others.
         activation: applied to the network's output per patch (default softmax over classes).
     """
 
@@ -57,7 +59,6 @@ class DensePatchInferer(Inferer):
         patch_size: Sequence[int] = (24, 24, 16),
         step: Sequence[int] = (4, 4, 1),
         batch_size: int = 1024,
-        brain_only: bool = True,
         activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -66,25 +67,31 @@ class DensePatchInferer(Inferer):
         self.patch_size = tuple(int(p) for p in patch_size)
         self.step = tuple(int(s) for s in step)
         self.batch_size = int(batch_size)
-        self.brain_only = brain_only
         self.activation = activation or (lambda y: torch.softmax(y, dim=1))
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args, brain: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """``inputs`` ``(B, C, X, Y, Z)`` → class probabilities ``(B, classes, X, Y, Z)``; a ``MetaTensor`` input
-        gives a ``MetaTensor`` output with its metadata (affine), as MONAI's inferers do."""
+        gives a ``MetaTensor`` output with its metadata (affine), as MONAI's inferers do.
+
+        ``brain``: ``(B, 1, X, Y, Z)`` masks; patches are centred on the voxels where it is > 0 only, and the voxels
+        no patch covers get probability 1 for class 0 (healthy), 0 for the others. Without it, every grid voxel
+        is a centre (slower, the same probabilities inside the brain up to the border patches)."""
         if inputs.ndim != 5:
             raise ValueError(f"expected a (B, C, X, Y, Z) volume, got shape {tuple(inputs.shape)}")
+        if brain is not None and (brain.ndim != 5 or brain.shape[0] != inputs.shape[0] or brain.shape[2:] != inputs.shape[2:]):
+            raise ValueError(f"brain masks of shape {tuple(brain.shape)} for inputs of shape {tuple(inputs.shape)}")
         x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
-        out = torch.stack([self._volume(v, network, *args, **kwargs) for v in x])
+        masks = [None] * len(x) if brain is None else [(b.as_tensor() if isinstance(b, MetaTensor) else b)[0].to(x.device) for b in brain]
+        out = torch.stack([self._volume(v, network, m, *args, **kwargs) for v, m in zip(x, masks)])
         return convert_to_dst_type(out, inputs, device=out.device)[0] if isinstance(inputs, MetaTensor) else out
 
-    def _volume(self, image: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+    def _volume(self, image: torch.Tensor, network, brain: torch.Tensor | None, *args, **kwargs) -> torch.Tensor:
         pad = _padding(self.patch_size)
         padded = torch.nn.functional.pad(image, [n for before_after in reversed(pad) for n in before_after])
         shape = padded.shape[1:]
         # views of every possible patch, indexed by its centre in the unpadded volume: (C, X, Y, Z, px, py, pz)
         windows = padded.unfold(1, self.patch_size[0], 1).unfold(2, self.patch_size[1], 1).unfold(3, self.patch_size[2], 1)
-        centres = patch_centres(image, self.step, self.brain_only)
+        centres = patch_centres(image.shape[1:], self.step, brain, image.device)
         strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=image.device)
         within = torch.stack(torch.meshgrid(*(torch.arange(p, device=image.device) for p in self.patch_size), indexing="ij"), dim=-1)
         within = (within.reshape(-1, 3) * strides).sum(-1)  # flat offsets inside a patch of the padded volume
@@ -100,7 +107,7 @@ class DensePatchInferer(Inferer):
             acc.index_add_(1, index, prob.movedim(1, 0).reshape(prob.shape[1], -1))
             count.index_add_(0, index, torch.ones_like(index, dtype=count.dtype))
         if acc is None:
-            raise ValueError("no patch centre lies inside the brain (first channel > 0 nowhere)")
+            raise ValueError("no patch centre lies inside the brain (the brain mask is empty)")
         crop = tuple(slice(b, b + s) for (b, _), s in zip(pad, image.shape[1:]))
         acc, count = acc.reshape(-1, *shape)[(slice(None), *crop)], count.reshape(shape)[crop]
         prob = acc / count.clamp_min(1)

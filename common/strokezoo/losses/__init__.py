@@ -3,6 +3,7 @@
 from .class_weight_map import ClassWeightMapLoss, class_weight_map
 from .multi_segmentation import MultiSegmentationLoss
 from .pseudo_dwi import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, SegmentationLoss, synthesis_loss, weighted_cross_entropy
+from .voxel_focal import VoxelFocalLoss
 
 __all__ = [
     "ClassWeightMapLoss",
@@ -13,4 +14,5 @@ __all__ = [
     "SegmentationLoss",
     "synthesis_loss",
     "weighted_cross_entropy",
+    "VoxelFocalLoss",
 ]

@@ -74,10 +74,12 @@ def grid_search(
     split: str = "training",
     folds: Sequence[int] | None = None,
     suffix: str = "_prob",
+    connectivity: int = 1,
 ) -> dict:
     """Score every (threshold, min_size) on the maps ``probs/<case_id><suffix>.nii.gz`` (lesion probability) against
     the labels of ``ref``; write ``grid_search.csv``/``.json`` and the Table 1 row at the best pair (``table1.csv``,
-    ``table1.md``) to ``out``, and the best pair to the override file ``override``. Returns ``{"threshold",
+    ``table1.md``) to ``out``, and the best pair to the override file ``override``. Lesions are counted with
+    ``connectivity`` (:func:`strokezoo.transforms.filter_lesions`; inference must use the same). Returns ``{"threshold",
     "min_size", "score", "dice", "precision", "recall", "hd", "table1", "table", "failures"}``."""
     probs = Path(probs)
     entries = load_datalist_entries(ref, split) if folds is None else select_entries(ref, split, folds=list(folds))
@@ -103,11 +105,11 @@ def grid_search(
     table = []
     for t in thresholds:
         for s in min_sizes:
-            per_case = [table1_metrics(filter_lesions(prob, t, s).astype(bool), label, hd_max) for _, prob, label in cases]
+            per_case = [table1_metrics(filter_lesions(prob, t, s, connectivity).astype(bool), label, hd_max) for _, prob, label in cases]
             means = {k: float(np.nanmean([c[k] for c in per_case])) for k in TABLE1}
             table.append({"threshold": float(t), "min_size": int(s), **means, "score": eq2_score(means["dice"], means["hd"], hd_max)})
     best = max(table, key=lambda r: (r["score"], r["dice"]))
-    rows = [{"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"]).astype(bool), label)} for cid, prob, label in cases]
+    rows = [{"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"], connectivity).astype(bool), label)} for cid, prob, label in cases]
     table1 = summarize(rows, list(TABLE1))
     result = {**best, "cases": len(cases), "hd_max": hd_max, "table1": table1, "table": table, "failures": failures}
     if out is not None:

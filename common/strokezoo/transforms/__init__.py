@@ -1,6 +1,7 @@
 """Transforms that MONAI does not provide, used by the strokezoo bundles."""
 
 from .boundary_class import BoundaryClass, BoundaryClassd, lesion_boundary
+from .brain_mask import BrainMaskd, brain_mask
 from .central_pixels import CentralPixelsd, central_pixels_target
 from .lesion_filter import LesionFilterd, filter_lesions
 from .lesion_weight import LesionWeightMapd, lesion_weight_map
@@ -16,6 +17,8 @@ __all__ = [
     "BoundaryClass",
     "BoundaryClassd",
     "lesion_boundary",
+    "BrainMaskd",
+    "brain_mask",
     "CentralPixelsd",
     "central_pixels_target",
     "LesionFilterd",

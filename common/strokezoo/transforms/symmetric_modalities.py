@@ -2,8 +2,9 @@
 
 Each modality gets a mirrored copy in which the two hemispheres swap places, so that a small patch also sees
 the tissue of the opposite hemisphere. One modality is flipped along the left–right axis and registered onto
-its unflipped self with a rigid transform (the paper uses FSL FLIRT; here ITK: Mattes mutual information,
-regular-step gradient descent, two resolution levels, centred by image moments); the same transform then maps
+its unflipped self with a rigid transform by default, or an affine one (12 degrees of freedom, FSL FLIRT's
+default) on request (the paper uses FLIRT; here ITK: Mattes mutual information, regular-step gradient descent,
+two resolution levels, centred by image moments); the same transform then maps
 every flipped modality onto the original grid. The flip alone would only mirror about the centre of the
 matrix; the registration moves the mirror plane to the head's own mid-sagittal plane.
 """
@@ -42,9 +43,15 @@ def _itk_image(array: np.ndarray, spacing: Sequence[float]):
     return image
 
 
-def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, iterations: int = 200, sampling: float | None = None, seed: int = 0):
-    """The rigid ITK transform (``VersorRigid3DTransform``) that maps ``image`` flipped along ``axis`` onto ``image``;
-    the same image always gives the same transform (a fixed sampling seed, ITK on one thread).
+REGISTRATIONS = ("rigid", "affine")
+
+
+def mirror_transform(
+    image: np.ndarray, spacing: Sequence[float], axis: int, iterations: int = 200, sampling: float | None = None, seed: int = 0, registration: str = "rigid"
+):
+    """The ITK transform that maps ``image`` flipped along ``axis`` onto ``image``: rigid (``VersorRigid3DTransform``,
+    6 degrees of freedom) or ``registration="affine"`` (``AffineTransform``, 12, FLIRT's default); the same image
+    always gives the same transform (a fixed sampling seed, ITK on one thread).
 
     Coordinates are the voxel grid scaled by ``spacing`` (origin 0, axes aligned), the same for both images.
     ``sampling`` is the fraction of voxels the metric is computed on (default: 400,000 voxels, kept within 5–20 %).
@@ -53,6 +60,8 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
 
     if np.asarray(image).ndim != 3:
         raise ValueError(f"a 3D volume is needed, got shape {np.asarray(image).shape}")
+    if registration not in REGISTRATIONS:
+        raise ValueError(f"registration must be one of {REGISTRATIONS}, got {registration!r}")
     with _one_itk_thread():
         fixed = _itk_image(image, spacing)
         moving = _itk_image(np.flip(image, axis), spacing)
@@ -63,6 +72,10 @@ def mirror_transform(image: np.ndarray, spacing: Sequence[float], axis: int, ite
         )
         initializer.MomentsOn()
         initializer.InitializeTransform()
+        if registration == "affine":  # ITK wraps the moments initialiser for rigid transforms only: start from its centre and shift
+            rigid, transform = transform, itk.AffineTransform[itk.D, 3].New()
+            transform.SetCenter(rigid.GetCenter())
+            transform.SetTranslation(rigid.GetTranslation())
         metric = itk.MattesMutualInformationImageToImageMetricv4[image_type, image_type].New(NumberOfHistogramBins=32)
         optimizer = itk.RegularStepGradientDescentOptimizerv4[itk.D].New(
             LearningRate=1.0, MinimumStepLength=1e-3, RelaxationFactor=0.5, NumberOfIterations=iterations
@@ -112,13 +125,18 @@ def _one_itk_thread():
 
 
 def symmetric_modalities(
-    images: Mapping[str, np.ndarray], spacing: Sequence[float], affine: np.ndarray, reference: str | None = None, reference_channel: int = 0
+    images: Mapping[str, np.ndarray],
+    spacing: Sequence[float],
+    affine: np.ndarray,
+    reference: str | None = None,
+    reference_channel: int = 0,
+    registration: str = "rigid",
 ) -> dict[str, np.ndarray]:
     """The mirrored, re-registered copy of every image in ``images`` (all on one grid), under the same keys.
 
     Images are 3D ``(X, Y, Z)`` or channel-first 4D ``(C, X, Y, Z)`` (e.g. the frames of a perfusion series). The
-    transform is estimated once, on ``images[reference]`` (default: the first key; its channel
-    ``reference_channel`` when 4D), and applied to every channel of every image.
+    transform (``registration``: :func:`mirror_transform`) is estimated once, on ``images[reference]`` (default: the
+    first key; its channel ``reference_channel`` when 4D), and applied to every channel of every image.
     """
     import itk
 
@@ -135,7 +153,7 @@ def symmetric_modalities(
             )
     ref = arrays[reference] if arrays[reference].ndim == 3 else arrays[reference][reference_channel]
     axis = left_right_axis(affine)
-    transform = mirror_transform(ref, spacing, axis)
+    transform = mirror_transform(ref, spacing, axis, registration=registration)
     fixed = _itk_image(ref, spacing)
 
     def mirror(volume: np.ndarray) -> np.ndarray:
@@ -149,7 +167,8 @@ def symmetric_modalities(
 class SymmetricModalitiesd(MapTransform):
     """Add ``<key><postfix>``, the mirrored and re-registered copy of every modality ``key`` (channel-first,
     loaded with its affine; every channel is mirrored, e.g. all frames of a series), estimating the mirror transform
-    once on channel ``reference_channel`` of ``reference_key``.
+    once on channel ``reference_channel`` of ``reference_key`` (name it: the SPES release lists CBF first, whose
+    asymmetry is the lesion itself).
 
     Registration takes seconds to a minute per case, so with ``cache_dir`` the copies are written there once
     (``<cache_dir>/<case>-<digest>/<key>.nii.gz``, atomically) and read back on later runs. The digest covers what
@@ -162,6 +181,7 @@ class SymmetricModalitiesd(MapTransform):
         reference_key: the modality the transform is estimated on (default: the first key; the paper
             registers one modality and applies the transform to the rest).
         reference_channel: the channel (frame) of ``reference_key`` the transform is estimated on.
+        registration: ``"rigid"`` (default) or ``"affine"`` (:func:`mirror_transform`).
         cache_dir: folder of the cached copies, or None to compute every time.
         postfix: appended to each key for its copy.
         name_key: key of the case id (names the cache folder).
@@ -175,11 +195,17 @@ class SymmetricModalitiesd(MapTransform):
         postfix: str = "_sym",
         name_key: str = "case_id",
         reference_channel: int = 0,
+        registration: str = "rigid",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if registration not in REGISTRATIONS:
+            raise ValueError(f"registration must be one of {REGISTRATIONS}, got {registration!r}")
+        if reference_key is not None and reference_key not in self.keys:
+            raise ValueError(f"reference_key {reference_key!r} is not one of the keys {self.keys}")
         self.reference_key = reference_key
         self.reference_channel = reference_channel
+        self.registration = registration
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.postfix = postfix
         self.name_key = name_key
@@ -187,7 +213,8 @@ class SymmetricModalitiesd(MapTransform):
     def _cache_folder(self, d: Mapping, keys: list[str]) -> Path | None:
         if self.cache_dir is None:
             return None
-        h = hashlib.sha256(b"channel-last v4")  # cache format (v4: keyed by content; v3: registration on 5 % of the voxels)
+        h = hashlib.sha256(b"channel-last v5")  # cache format (v5: keyed by the reference and registration too; v4: by content)
+        h.update(f"{self.reference_key or keys[0]}|{self.reference_channel}|{self.registration}|".encode())
         for k in keys:
             source = Path(str(d[k].meta.get("filename_or_obj", ""))) if hasattr(d[k], "meta") else Path()
             if source.is_file() and self.cache_dir.resolve().is_relative_to(source.resolve().parent):
@@ -210,7 +237,7 @@ class SymmetricModalitiesd(MapTransform):
             affine = np.asarray(d[keys[0]].affine, dtype=np.float64)
             spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
             arrays = {k: np.asarray(d[k].detach().cpu() if isinstance(d[k], torch.Tensor) else d[k], dtype=np.float32) for k in keys}
-            mirrored = symmetric_modalities(arrays, spacing, affine, self.reference_key, self.reference_channel)
+            mirrored = symmetric_modalities(arrays, spacing, affine, self.reference_key, self.reference_channel, self.registration)
             if folder is not None:
                 for k, v in mirrored.items():
                     save_nifti(np.moveaxis(v, 0, -1), affine, folder / f"{k}.nii.gz", dtype=np.float32)

@@ -1,0 +1,46 @@
+"""Validation Dice of one bundle after a short CPU training run on the demo's synthetic cohort.
+
+The cohort and run are ``make demo``'s (12 cases, seed 3, scale 0.4, difficulty 0; 4 patient-level folds; fold 0
+trained with the bundle's configs/smoke.json and scored with its evaluate.json), repeated for each number of epochs
+given, so that a change to a method can be judged by the same short runs before and after it.
+
+Usage: python benchmarks/short_training.py BUNDLE [--epochs 2 10] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from strokezoo.bundle_info import BUNDLES
+from strokezoo.data.datalist import build_datalist
+from strokezoo.demo import train_and_evaluate_bundle
+from strokezoo.synth import synthesize_cohort
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", choices=sorted(BUNDLES))
+    parser.add_argument("--epochs", type=int, nargs="+", default=None, help="default: the bundle's smoke_epochs")
+    parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temporary one)")
+    args = parser.parse_args()
+    layout = BUNDLES[args.bundle].layout
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        data = out / "data"
+        synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4, difficulty=0.0, test_fraction=0.0)
+        datalist = out / "datalist.json"
+        build_datalist(data, datalist, layout=layout, folds=4)
+        print(f"| {args.bundle} | epochs | val. cases | Dice mean | Dice median | train+eval s |")
+        print("|---|---|---|---|---|---|")
+        for epochs in args.epochs or [BUNDLES[args.bundle].epochs]:
+            t0 = time.perf_counter()
+            summary = train_and_evaluate_bundle(args.bundle, data, datalist, out / f"epochs{epochs}", epochs)
+            dice = summary["metrics"]["dice"]
+            print(f"| | {epochs} | {summary['cases']} | {dice['mean']:.3f} | {dice['median']:.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
