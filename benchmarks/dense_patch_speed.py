@@ -1,7 +1,7 @@
 """Dense patch inference (Clèrigues 2020, Sec. 3.5): batched ``DensePatchInferer`` against the batch-1 loop.
 
 An ISLES 2015 SISS-sized volume (230×230×154, 8 channels = 4 modalities and their symmetric copies) with
-an ellipsoidal "brain" (first channel > 0) and the paper-size network (4 levels, 32 base filters), patches
+an ellipsoidal brain mask and the paper-size network (4 levels, 32 base filters), patches
 24×24×16 every 4×4×1 voxels. Both ways are timed on the same patches; on a CPU the full volume takes too long
 for the loop, so ``--patches`` limits both to the first N brain centres and the full-volume time is
 extrapolated from the measured rate (said so in the output). Prints medians of repeated runs.
@@ -42,27 +42,26 @@ def main() -> None:
     grid = torch.stack(torch.meshgrid(*(torch.linspace(-1, 1, s) for s in SHAPE), indexing="ij"))
     brain = ((grid / torch.tensor([0.75, 0.85, 0.8])[:, None, None, None]) ** 2).sum(0) < 1
     volume = torch.rand(8, *SHAPE) * brain
-    centres = patch_centres(volume, (4, 4, 1))
+    centres = patch_centres(SHAPE, (4, 4, 1), brain)
     total = len(centres)
     n = total if a.patches <= 0 else min(a.patches, total)
     # the first n centres lie in a slab of x; crop the volume around it so both ways see the same patches
     x_hi = int(centres[n - 1, 0]) + 1
     crop = volume[:, : x_hi + 12].contiguous()
     keep = torch.zeros_like(crop[0], dtype=torch.bool)
-    keep[tuple(centres[:n].T)] = True
-    crop[0][~keep & (crop[0] > 0)] = 0.0  # only the chosen centres pass the brain test
-    crop = crop.to(device)
+    keep[tuple(centres[:n].T)] = True  # the brain mask of the crop: only the chosen centres
+    crop, keep = crop.to(device), keep.to(device)
     print(
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
         f"torch {torch.__version__}; volume {SHAPE}x8, {total} brain patch centres, timing {n}"
     )
     inferer = DensePatchInferer(batch_size=a.batch)
     padded = torch.nn.functional.pad(crop, (8, 7, 12, 11, 12, 11))
-    chosen = patch_centres(crop, (4, 4, 1))
+    chosen = patch_centres(crop.shape[1:], (4, 4, 1), keep)
 
     def batched():
         with torch.no_grad():
-            inferer(crop[None], net)
+            inferer(crop[None], net, brain=keep[None, None])
 
     def loop():
         with torch.no_grad():

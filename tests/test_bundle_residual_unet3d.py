@@ -136,3 +136,68 @@ def test_the_readme_testing_command_reads_the_released_testing_folder(cohort, tm
     assert not listed["training"] and len(listed["testing"]) == len(entries) == 3
     assert all("label" not in e and {"flair", "dwi"} <= set(e) for e in entries)
     assert (wf.parser.get_parsed_content("threshold"), wf.parser.get_parsed_content("min_size")) == (0.4, 50)
+
+
+def readme_bundle_commands() -> list[list[str]]:
+    """The ``python -m monai.bundle run`` commands of the README's bash blocks (loop bodies with ``$k`` as 0), split
+    as the shell splits them."""
+    import re
+    import shlex
+
+    readme = (CONFIGS.parent / "docs" / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()]
+    commands = []
+    for line in lines:
+        line = re.sub(r"^for k in [0-9 ]+; do (.*); done$", r"\1", line.strip()).replace("$k", "0")
+        if line.startswith("python -m monai.bundle run"):
+            commands.append(shlex.split(line))
+    return commands
+
+
+def literal(text: str):
+    """A command-line value as ``monai.bundle run`` (fire) reads it: a Python literal where it is one, else the text."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def test_the_readme_cross_validation_commands_parse_as_written(cohort, tmp_path, monkeypatch):
+    """Each training and cross-validation command of the README, as written (data folder aside), from a copy of the
+    bundle folder: its config files exist and merge, every override names a key, and the split it trains or
+    evaluates on is the one the README says (the authors' scheme: the evaluated fold)."""
+    import ast
+    import shutil
+
+    data, _ = cohort("isles2015-siss")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(CONFIGS.parent, bundle, ignore=shutil.ignore_patterns("models", "eval", "datalist.json", "cache"))
+    monkeypatch.chdir(bundle)
+    commands = [c for c in readme_bundle_commands() if "/data/SISS2015_Training" in c]
+    assert len(commands) == 3  # training, cross-validation maps, the authors' early stopping
+    for argv in commands:
+        workflow, rest = argv[4], argv[5:]
+        args = dict(zip(rest[::2], rest[1::2]))
+        assert all(k.startswith("--") for k in args) and len(rest) % 2 == 0, argv
+        files = args.pop("--config_file")
+        files = ast.literal_eval(files) if files.startswith("[") else files
+        assert all(Path(f).is_file() for f in ([files] if isinstance(files, str) else files)), files
+        overrides = {k[2:]: literal(v) for k, v in args.items()}
+        assert overrides.pop("dataset_dir") == "/data/SISS2015_Training"
+        wf = ConfigWorkflow(config_file=files, workflow_type="train" if workflow == "training" else "inference", dataset_dir=str(data), **overrides)
+        for key in overrides:
+            assert key in wf.parser.get(), (argv, key)  # an override of a key the config lacks would be silently ignored
+        wf.initialize()  # (check_properties would build the datasets: test_bundles.py checks the properties)
+        folds = {e["fold"] for e in json.loads(Path(wf.parser.get_parsed_content("datalist_path")).read_text())["training"]}
+        if workflow == "training":
+            train_set, val_set = wf.parser.get_parsed_content("split")
+            train_folds, val_folds = {e["fold"] for e in train_set}, {e["fold"] for e in val_set}
+            if "authors_early_stopping" in str(files):
+                assert (train_folds, val_folds) == (folds - {0}, {0}), argv
+            else:  # validation patients drawn from the training folds: fold 0 never seen
+                assert train_folds | val_folds == folds - {0} and 0 not in val_folds, argv
+        else:
+            assert {e["fold"] for e in wf.parser.get_parsed_content("entries")} == {0} and wf.parser.get_parsed_content("amp") is False
+            assert wf.parser.get_parsed_content("save_probabilities") is True

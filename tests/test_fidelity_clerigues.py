@@ -75,7 +75,6 @@ PAPER: list[Row] = [
 ]
 
 
-
 def modules(kind: type) -> list[nn.Module]:
     return [m for m in train("network_def").modules() if isinstance(m, kind)]
 
@@ -98,15 +97,28 @@ AUTHORS_CODE: list[Row] = [
     (
         "SUNETx4",
         "downsampling: BN -> PReLU -> 3x3x3 conv, stride 2, concatenated with the max-pool",
-        lambda: [(type(d.conv[0].N).__name__, type(d.conv[0].A).__name__, d.conv[1].kernel_size, d.conv[1].stride, type(d.pool).__name__) for d in train("network_def").down],
+        lambda: [
+            (type(d.conv[0].N).__name__, type(d.conv[0].A).__name__, d.conv[1].kernel_size, d.conv[1].stride, type(d.pool).__name__)
+            for d in train("network_def").down
+        ],
         [("BatchNorm3d", "PReLU", (3, 3, 3), (2, 2, 2), "MaxPool3d")] * 3,
     ),
-    ("SUNETx4", "output: one 3x3x3 convolution to 2 channels, no BN, no PReLU", lambda: (type(train("network_def").head).__name__, train("network_def").head.kernel_size, train("network_def").head.out_channels), ("Conv3d", (3, 3, 3), 2)),
+    (
+        "SUNETx4",
+        "output: one 3x3x3 convolution to 2 channels, no BN, no PReLU",
+        lambda: (type(train("network_def").head).__name__, train("network_def").head.kernel_size, train("network_def").head.out_channels),
+        ("Conv3d", (3, 3, 3), 2),
+    ),
     ("SUNETx4", "PReLU: one slope per channel", lambda: all(m.num_parameters > 1 for m in modules(nn.PReLU)), True),
     ("SUNETx4", "PReLU slopes initialised at 0", lambda: sorted({float(v) for m in modules(nn.PReLU) for v in m.weight}), [0.0]),
     ("SUNETx4", "batch norm momentum 0.01, eps 1e-3", lambda: sorted({(m.momentum, m.eps) for m in modules(nn.BatchNorm3d)}), [(0.01, 1e-3)]),
     ("run_crossval.py", "Adadelta with rho 0.95", lambda: train("optimizer").defaults["rho"], 0.95),
-    ("data", "each modality z-scored with its whole-volume mean and SD", lambda: (load_step("NormalizeIntensityd").normalizer.channel_wise, load_step("NormalizeIntensityd").normalizer.nonzero), (True, False)),
+    (
+        "data",
+        "each modality z-scored with its whole-volume mean and SD",
+        lambda: (load_step("NormalizeIntensityd").normalizer.channel_wise, load_step("NormalizeIntensityd").normalizer.nonzero),
+        (True, False),
+    ),
     ("data", "S_min removes scipy.ndimage.label components: 6-connectivity", lambda: infer("connectivity"), 1),
     ("data", "PPV counts 0 on an empty prediction", lambda: config("inference.json", "evaluate.json").get_parsed_content("empty_precision"), "zero"),
 ]
@@ -143,3 +155,26 @@ def test_the_rotations_turn_the_axial_plane():
     24x24x16 patch must: its third side is shorter than the other two."""
     rotations = [t for t in train("train#lesion_transforms").transforms if type(t).__name__ == "Rotate90d"]
     assert len(rotations) == 3 and all(tuple(t.rotator.spatial_axes) == (0, 1) for t in rotations)
+
+
+def test_the_authors_early_stopping_override_watches_the_evaluated_fold(tmp_path):
+    """train.json stops on 10 % of the training folds' patients, never the evaluated fold; the labelled override
+    authors_early_stopping.json restores the authors' scheme: every other fold's patient trains, the fold stops."""
+    import json
+
+    entries = [{"case_id": f"c{i}", "patient_id": f"p{i}", "fold": i % 4, "flair": f"c{i}_flair.nii.gz", "label": f"c{i}_ot.nii.gz"} for i in range(28)]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"root": str(tmp_path), "training": entries, "testing": []}))
+    splits = {}
+    for files in (("train.json",), ("train.json", "authors_early_stopping.json")):
+        parser = ConfigParser()
+        parser.read_config([str(bundles_dir() / BUNDLE / "configs" / f) for f in files])
+        parser["datalist_path"] = str(datalist)
+        parser["fold"] = 1
+        train_set, val_set = parser.get_parsed_content("split")
+        splits[files[-1]] = ({e["case_id"] for e in train_set}, {e["case_id"] for e in val_set})
+    fold1 = {f"c{i}" for i in range(28) if i % 4 == 1}
+    others = {f"c{i}" for i in range(28)} - fold1
+    ours_train, ours_val = splits["train.json"]
+    assert ours_val and not ours_val & fold1 and ours_train | ours_val == others and len(ours_val) == 2  # 10 % of 21 patients, at least 1
+    assert splits["authors_early_stopping.json"] == (others, fold1)

@@ -109,7 +109,10 @@ def grid_search(
             means = {k: float(np.nanmean([c[k] for c in per_case])) for k in TABLE1}
             table.append({"threshold": float(t), "min_size": int(s), **means, "score": eq2_score(means["dice"], means["hd"], hd_max)})
     best = max(table, key=lambda r: (r["score"], r["dice"]))
-    rows = [{"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"], connectivity).astype(bool), label)} for cid, prob, label in cases]
+    rows = [
+        {"case_id": cid, **table1_metrics(filter_lesions(prob, best["threshold"], best["min_size"], connectivity).astype(bool), label)}
+        for cid, prob, label in cases
+    ]
     table1 = summarize(rows, list(TABLE1))
     result = {**best, "cases": len(cases), "hd_max": hd_max, "table1": table1, "table": table, "failures": failures}
     if out is not None:
