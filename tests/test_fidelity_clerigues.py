@@ -76,7 +76,7 @@ PAPER: list[Row] = [
 
 
 def modules(kind: type) -> list[nn.Module]:
-    return [m for m in train("network_def").modules() if isinstance(m, kind)]
+    return [m for m in net().modules() if isinstance(m, kind)]
 
 
 def load_step(kind: str, name: str = "train.json") -> Any:
@@ -85,8 +85,17 @@ def load_step(kind: str, name: str = "train.json") -> Any:
     return t
 
 
+def net() -> nn.Module:
+    return train("network_def")
+
+
+def zscore() -> Any:
+    """The image normaliser of train.json's load transforms."""
+    return load_step("NormalizeIntensityd").normalizer
+
+
 def dropout_places() -> list[list[str]]:
-    return [[type(m).__name__ for m in block.units] for block in train("network_def").encoder]
+    return [[type(m).__name__ for m in block.units] for block in net().encoder]
 
 
 UNIT, DROP = "PreActivationUnit", "Dropout3d"

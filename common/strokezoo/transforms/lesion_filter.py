@@ -1,9 +1,10 @@
 """Threshold and minimum lesion size (Clèrigues et al., CMPB 2020, Sec. 3.5).
 
 The lesion probability map is binarised at ``T_h`` and connected lesions smaller than ``S_min`` voxels are
-removed. Lesions are face-connected by default (6-connectivity in 3D, ``scipy.ndimage.label``'s default, as the
-authors' code counts them); ``connectivity`` = the number of dimensions gives full connectivity (26 in 3D). MONAI's ``RemoveSmallObjects`` needs scikit-image, which strokezoo does not
-otherwise depend on; ``scipy.ndimage.label`` does the same here.
+removed. Lesions are face-connected by default (6-connectivity in 3D, ``scipy.ndimage.label``'s default, as
+the authors' code counts them); ``connectivity`` = the number of dimensions gives full connectivity (26 in 3D).
+MONAI's ``RemoveSmallObjects`` needs scikit-image, which strokezoo does not otherwise depend on;
+``scipy.ndimage.label`` does the same here.
 """
 
 from __future__ import annotations
