@@ -201,3 +201,49 @@ def test_the_readme_cross_validation_commands_parse_as_written(cohort, tmp_path,
         else:
             assert {e["fold"] for e in wf.parser.get_parsed_content("entries")} == {0} and wf.parser.get_parsed_content("amp") is False
             assert wf.parser.get_parsed_content("save_probabilities") is True
+
+
+def test_preprocessing_keeps_the_brain_and_the_z_scores_under_offsets_stray_voxels_and_noise(cohort, tmp_path):
+    """train.json's load transforms (mirror copies off: test_symmetric_modalities.py covers them) on a synthetic SISS
+    case as released and on copies with a background offset, negative stray voxels, and a noisy background: the
+    brain mask (from the named reference modality, before scaling) and the per-channel whole-volume z-scores hold.
+    Before, the brain was "first channel > 0" after (x - min) / (p99.5 - min) scaling: one voxel at -5 made the
+    whole background brain."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    data, _ = cohort("isles2015-siss")
+    datalist = tmp_path / "datalist.json"
+    build_datalist(data, datalist, layout="isles2015-siss", folds=3)
+    entry = json.loads(datalist.read_text())["training"][0]
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser["symmetric_modalities"] = False
+    preprocess = Compose(parser.get_parsed_content("load_transforms"))
+    modalities = parser.get_parsed_content("modalities")
+    raw = {m: np.asarray(nib.load(entry[m]).dataobj, dtype=np.float32) for m in modalities}
+    rng = np.random.default_rng(0)
+
+    def variant(name: str, change) -> dict:
+        out = dict(entry)
+        for m in modalities:
+            img = nib.load(entry[m])
+            out[m] = str(tmp_path / name / f"{m}.nii.gz")
+            Path(out[m]).parent.mkdir(exist_ok=True)
+            nib.save(nib.Nifti1Image(change(raw[m].copy()).astype(np.float32), img.affine), out[m])
+        return preprocess(out)
+
+    def stray(v):
+        v[0, 0, 0] = v[-1, 3, 2] = -5.0
+        return v
+
+    clean = preprocess(dict(entry))
+    brain = clean["brain"][0].numpy().astype(bool)
+    assert np.array_equal(brain, raw["flair"] > 0)  # a clean zero background: the authors' test, voxel for voxel
+    expected = np.stack([(raw[m] - raw[m].mean()) / raw[m].std() for m in modalities])
+    assert np.allclose(clean["image"].numpy(), expected, atol=1e-4)
+    offset = variant("offset", lambda v: v + 100.0)
+    assert np.array_equal(offset["brain"][0].numpy().astype(bool), brain) and np.allclose(offset["image"].numpy(), clean["image"].numpy(), atol=1e-4)
+    assert np.array_equal(variant("stray", stray)["brain"][0].numpy().astype(bool), brain)
+    noisy = variant("noisy", lambda v: v + rng.normal(0.0, 0.02 * raw["flair"].max(), v.shape))
+    assert (noisy["brain"][0].numpy().astype(bool) != brain).mean() < 0.005
