@@ -104,12 +104,11 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
     import shutil
 
     shutil.copytree(REPO / "bundles" / bundle, root, ignore=shutil.ignore_patterns("models", "eval", "cache", "datalist.json"), dirs_exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else None  # as the worker itself
     for stage in BUNDLES[bundle].stages:
         files = [f"configs/{stage}", *(f"configs/{o}" for o in BUNDLES[bundle].overrides), "configs/smoke.json"]
         keys = {"config_file": files, "dataset_dir": data, "datalist": datalist, "epochs": epochs, "val_interval": min(5, epochs)}
         cmd = [sys.executable, *bundle_run("training", {**keys, "val_fold": 0, "fold": 0, "train#random_transforms": []})]
-        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-3000:]}"
 
 
@@ -176,11 +175,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread_per_worker():
     """With pytest-xdist, two workers share the two CI cores: more torch threads than cores makes every
-    conv step wait on the others (many times slower), so each worker computes on one thread."""
+    conv step wait on the others (many times slower), so each worker computes on one thread, and so does every
+    process it starts (``python -m monai.bundle run``, ``strokezoo``, torchrun's ranks), through OMP_NUM_THREADS."""
     import torch
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
     yield
 
 
