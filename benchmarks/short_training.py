@@ -10,6 +10,7 @@ Usage: python benchmarks/short_training.py BUNDLE [--epochs 2 10] [--out DIR]
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -33,13 +34,15 @@ def main() -> None:
         synthesize_cohort(layout, data, cases=12, seed=3, scale=0.4, difficulty=0.0, test_fraction=0.0)
         datalist = out / "datalist.json"
         build_datalist(data, datalist, layout=layout, folds=4)
-        print(f"| {args.bundle} | epochs | val. cases | Dice mean | Dice median | train+eval s |")
-        print("|---|---|---|---|---|---|")
+        print(f"| {args.bundle} | epochs | val. cases | Dice mean | Dice median | baseline Dice mean | train+eval s |")
+        print("|---|---|---|---|---|---|---|")
         for epochs in args.epochs or [BUNDLES[args.bundle].epochs]:
             t0 = time.perf_counter()
             summary = train_and_evaluate_bundle(args.bundle, data, datalist, out / f"epochs{epochs}", epochs)
             dice = summary["metrics"]["dice"]
-            print(f"| | {epochs} | {summary['cases']} | {dice['mean']:.3f} | {dice['median']:.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
+            baseline = out / f"epochs{epochs}" / "eval" / "metrics" / "threshold" / "summary.json"
+            base = f"{json.loads(baseline.read_text())['metrics']['dice']['mean']:.3f}" if baseline.is_file() else "-"
+            print(f"| | {epochs} | {summary['cases']} | {dice['mean']:.3f} | {dice['median']:.3f} | {base} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

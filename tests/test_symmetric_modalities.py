@@ -119,8 +119,8 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
     changed["t2"][0, 0, 0, 0] += 1.0
     with pytest.raises(AssertionError, match="cached copies"):
         SymmetricModalitiesd(keys, cache_dir=cache)(changed)
-    # ... and so are copies made from another reference modality or with another registration
-    for other in ({"reference_key": "dwi"}, {"registration": "affine"}):
+    # ... and so are copies made from another reference modality, frame (a CTP series' registration_frame) or registration
+    for other in ({"reference_key": "dwi"}, {"reference_channel": 1}, {"registration": "affine"}):
         with pytest.raises(AssertionError, match="cached copies"):
             SymmetricModalitiesd(keys, cache_dir=cache, **other)(load(copy))
     with pytest.raises(ValueError, match="not one of the keys"):
