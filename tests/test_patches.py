@@ -106,3 +106,63 @@ def test_healthy_centres_lie_in_the_brain_mask_whatever_the_image_values():
     assert len(healthy) == 40 and all(vols[v]["brain"][(0, *c)] == 1 for v, c in healthy)
     anywhere = BalancedPatchDataset(vols, volume_transform=lambda e: e, patch_size=PATCH, num_patches=400, seed=0)
     assert any(vols[v]["brain"][(0, *c)] == 0 for v, c, on in anywhere.index if not on)  # without a mask: the whole volume
+
+
+def coded_volumes(n=2):
+    """Volumes whose image value is its voxel's code, so that a patch's centre voxel names its centre."""
+    out = []
+    for i, v in enumerate(volumes(n)):
+        x, y, z = torch.meshgrid(*(torch.arange(s) for s in v["label"].shape[1:]), indexing="ij")
+        v["image"] = (1000 * i + 1 + x * 10000 + y * 100 + z).float()[None] * 1.0
+        out.append(v)
+    return out
+
+
+def test_set_epoch_redraws_the_centres_deterministically_and_keeps_the_length():
+    ds = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0, healthy_sampling="random")
+    first = list(ds.index)
+    ds.set_epoch(1)
+    assert ds.index == first  # epoch 1 is the construction's draw
+    ds.set_epoch(2)
+    second = list(ds.index)
+    assert len(second) == len(first) and second != first and ds.lesion_counts == [20, 20]
+    assert all(ds[i]["label"].sum() > 0 for i, (_, _, on) in enumerate(second) if on)  # lesion patches still hold lesion
+    again = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0, healthy_sampling="random")
+    again.set_epoch(2)
+    assert again.index == second  # a resumed run draws the same epoch-2 patches
+    healthy = {c for _, c, on in first if not on} ^ {c for _, c, on in second if not on}
+    assert healthy  # random healthy centres change too
+    regular = BalancedPatchDataset(volumes(), volume_transform=lambda e: e, patch_size=PATCH, num_patches=40, seed=0)
+    before = [(v, c) for v, c, on in regular.index if not on]
+    regular.set_epoch(2)
+    assert [(v, c) for v, c, on in regular.index if not on] == before  # regular steps stay regular (Clerigues et al.)
+    with pytest.raises(ValueError, match="healthy_sampling"):
+        BalancedPatchDataset(volumes(1), volume_transform=lambda e: e, patch_size=PATCH, num_patches=4, healthy_sampling="grid")
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_the_trainer_reads_each_epochs_own_patches(num_workers):
+    """RedrawPatches on a real ignite engine: the patches an epoch's batches hold are that epoch's draw, also when
+    the data loader's worker processes copy the dataset."""
+    from ignite.engine import Engine
+    from torch.utils.data import DataLoader
+
+    from strokezoo.engines import RedrawPatches
+
+    vols = coded_volumes()
+    ds = BalancedPatchDataset(vols, volume_transform=lambda e: e, patch_size=PATCH, num_patches=20, seed=0, lesion_offset=[0, 0, 0])
+    seen: dict[int, set] = {}
+
+    def step(engine, batch):
+        centre = batch["image"][:, 0, PATCH[0] // 2, PATCH[1] // 2, PATCH[2] // 2]
+        seen.setdefault(engine.state.epoch, set()).update(int(c) for c in centre)
+
+    engine = Engine(step)
+    RedrawPatches(ds).attach(engine)
+    engine.run(DataLoader(ds, batch_size=8, shuffle=True, num_workers=num_workers), max_epochs=3)
+    code = lambda v, c: int(vols[v]["image"][(0, *c)])  # noqa: E731
+    for epoch in (1, 2, 3):
+        expected = BalancedPatchDataset(vols, volume_transform=lambda e: e, patch_size=PATCH, num_patches=20, seed=0, lesion_offset=[0, 0, 0])
+        expected.set_epoch(epoch)
+        assert seen[epoch] == {code(v, c) for v, c, _ in expected.index}, epoch
+    assert seen[1] != seen[2]

@@ -33,6 +33,7 @@ def balanced_patch_centres(
     rng: np.random.Generator | None = None,
     lesion_fraction: float = 0.5,
     max_offset: Sequence[int] | None = None,
+    healthy_sampling: str = "regular",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch centres of one case: ``(lesion_centres, healthy_centres)``, each ``(K, 3)`` int voxel indices.
 
@@ -46,10 +47,15 @@ def balanced_patch_centres(
         lesion_fraction: share of lesion-centred patches (paper: 0.5); a case without lesion gets healthy ones only.
         max_offset: largest lesion offset per axis (default: half the patch, the most that keeps the lesion voxel
             inside; 0 centres the patches on lesion voxels, as de Vries et al. 2021 do).
+        healthy_sampling: ``"regular"``: healthy centres evenly spaced in raster order (Clèrigues et al. 2020,
+            "at regular spatial steps"); ``"random"``: drawn at random with ``rng`` (de Vries et al. 2021, "randomly
+            select patches"), without replacement while there are enough voxels.
 
     Lesion centres are clipped to the volume after the offset; healthy centres are brain voxels outside the
-    lesion, evenly spaced in raster order.
+    lesion.
     """
+    if healthy_sampling not in ("regular", "random"):
+        raise ValueError(f"healthy_sampling must be 'regular' or 'random', got {healthy_sampling!r}")
     label = np.asarray(label, bool)
     brain = np.asarray(brain, bool)
     if label.shape != brain.shape or label.ndim != len(patch_size):
@@ -67,4 +73,8 @@ def balanced_patch_centres(
         low, high = np.minimum(low, max_offset), np.minimum(high, max_offset)
     lesion = lesion + rng.integers(-low, high + 1, size=lesion.shape)
     lesion = np.clip(lesion, 0, np.asarray(label.shape) - 1)
-    return lesion.astype(np.int64), _regular_subset(healthy_voxels, n_healthy).astype(np.int64)
+    if healthy_sampling == "random" and len(healthy_voxels):
+        healthy = healthy_voxels[rng.choice(len(healthy_voxels), n_healthy, replace=n_healthy > len(healthy_voxels))]
+    else:
+        healthy = _regular_subset(healthy_voxels, n_healthy)
+    return lesion.astype(np.int64), healthy.astype(np.int64)

@@ -5,7 +5,9 @@ Every case is loaded and pre-processed once; its patch centres are drawn once, w
 half on healthy brain at regular steps), so an epoch is the paper's fixed training set of patches. A sample is
 the patch of every key centred on its voxel (zero outside the volume, centred as in
 :class:`~strokezoo.inferers.DensePatchInferer`); lesion-centred samples then go through ``lesion_transform``
-(the paper's five anatomically feasible augmentations, identical for image and label).
+(the paper's five anatomically feasible augmentations, identical for image and label). Where a method draws its
+patches anew every epoch (de Vries et al., MIDL 2021), :meth:`BalancedPatchDataset.set_epoch` redraws the centres
+on the cached volumes (:class:`strokezoo.engines.RedrawPatches` calls it as each epoch starts).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class BalancedPatchDataset(Dataset):
         brain_key: key of a brain mask ``(1, X, Y, Z)`` made by ``volume_transform`` (values > 0 are brain: healthy
             centres are drawn there; :class:`strokezoo.transforms.BrainMaskd`); None draws them from the whole volume.
         lesion_offset: largest random offset of lesion-centred patches per axis (default: half the patch).
-        seed: seed of the centre draw.
+        healthy_sampling: ``"regular"`` or ``"random"`` healthy centres (:func:`balanced_patch_centres`).
+        lesion_fraction: share of lesion-centred patches of a case with lesion (both papers: half).
+        seed: seed of the centre draw (epoch ``e`` > 1 of :meth:`set_epoch`: the seed ``[seed, e]``).
         num_workers: threads loading the volumes.
     """
 
@@ -53,6 +57,8 @@ class BalancedPatchDataset(Dataset):
         keys: Sequence[str] = ("image", "label"),
         brain_key: str | None = None,
         lesion_offset: Sequence[int] | None = None,
+        healthy_sampling: str = "regular",
+        lesion_fraction: float = 0.5,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
@@ -63,16 +69,31 @@ class BalancedPatchDataset(Dataset):
         label_key = self.keys[1]
         volumes = cache_volumes(list(data), volume_transform, self.keys + ((brain_key,) if brain_key else ()), num_workers)
         pad = [n for p in reversed(self.patch_size) for n in (p // 2, p - p // 2 - 1)]
-        rng = np.random.default_rng(seed)
-        self.volumes, self.index, self.lesion_counts = [], [], []
-        for v, volume in enumerate(volumes):
+        self.num_patches, self.lesion_offset, self.healthy_sampling, self.seed = num_patches, lesion_offset, healthy_sampling, seed
+        self.lesion_fraction = lesion_fraction
+        self.volumes, self.masks, self.epoch = [], [], 1
+        for volume in volumes:
             label = volume[label_key][0].numpy() > 0
-            brain = volume[brain_key][0].numpy() > 0 if brain_key else np.ones_like(label)
-            lesion, healthy = balanced_patch_centres(label, brain, num_patches, self.patch_size, rng, max_offset=lesion_offset)
-            self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
-            self.lesion_counts.append(len(lesion))
+            self.masks.append((label, volume[brain_key][0].numpy() > 0 if brain_key else np.ones_like(label)))
             # zero-padded once, so that a patch centred on voxel c starts at c
             self.volumes.append({k: F.pad(volume[k], pad) for k in self.keys} | {"case_id": volume["case_id"]})
+        self._draw(np.random.default_rng(seed))
+
+    def _draw(self, rng: np.random.Generator) -> None:
+        self.index, self.lesion_counts = [], []
+        for v, (label, brain) in enumerate(self.masks):
+            lesion, healthy = balanced_patch_centres(
+                label, brain, self.num_patches, self.patch_size, rng, self.lesion_fraction, self.lesion_offset, self.healthy_sampling
+            )
+            self.index += [(v, tuple(c), True) for c in lesion.tolist()] + [(v, tuple(c), False) for c in healthy.tolist()]
+            self.lesion_counts.append(len(lesion))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the centres of ``epoch`` (1-based): epoch 1 keeps the draw made at construction; a later one draws
+        with the seed ``[seed, epoch]``, so a resumed run sees the same patches. The number of samples never changes."""
+        if epoch != self.epoch:
+            self._draw(np.random.default_rng(self.seed if epoch <= 1 else [self.seed, epoch]))
+            self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.index)

@@ -4,6 +4,7 @@ from .distributed import per_rank_batch
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
+from .redraw_patches import RedrawPatches
 from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "L1ErrorRate",
     "PseudoDWIBatch",
     "PseudoDWITrainer",
+    "RedrawPatches",
     "ResumeCheckpoint",
     "SaveBestNetwork",
     "per_rank_batch",

@@ -1,0 +1,89 @@
+"""stroke_ctp_transformer_unet2d against the values de Vries et al. (MIDL 2021, Sec. 2) state, read from the parsed
+``train_transformer.json`` (part A) and ``train.json`` (part B), the built object where there is one, never from a
+library default. Each row is (section, what the paper states, how the config gives it, the stated value)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import pytest
+from monai.bundle import ConfigParser
+
+from strokezoo.bundle_info import bundles_dir
+
+BUNDLE = "stroke_ctp_transformer_unet2d"
+
+
+@cache
+def config(name: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(bundles_dir() / BUNDLE / "configs" / name))
+    return parser
+
+
+def part_a(key: str) -> Any:
+    return config("train_transformer.json").get_parsed_content(key)
+
+
+def part_b(key: str) -> Any:
+    return config("train.json").get_parsed_content(key)
+
+
+def downsamplings() -> int:
+    return sum(1 for s in part_b("network_def").strides if s != 1 and s != [1, 1])
+
+
+def attention_heads() -> set[int]:
+    return {layer.attn.num_heads for layer in part_a("network_def").layers}
+
+
+def redraw() -> tuple[str, str, str]:
+    """Random healthy centres, and the handler that draws each epoch's patches (read unbuilt: it holds the dataset)."""
+    (handler,) = [h for h in config("train_transformer.json").get("train#handlers") if "RedrawPatches" in h.get("_target_", "")]
+    return part_a("train#dataset#healthy_sampling"), handler["_target_"], handler["dataset"]
+
+
+Row = tuple[str, str, Callable[[], Any], Any]
+
+PAPER: list[Row] = [
+    ("2", "every series resampled to 32 frames (T = 32)", lambda: part_a("frames"), 32),
+    ("2", "patches of H = W = 32 pixels", lambda: part_a("patch_size"), 32),
+    ("2", "C = 2 channels: the scan and its flipped, registered copy", lambda: part_a("network_def").in_channels, 2),
+    (
+        "2",
+        "each 2048-value patch-frame projected to 128",
+        lambda: (part_a("network_def").frame_embedding.weight[0].numel(), part_a("hidden_size")),
+        (2048, 128),
+    ),
+    (
+        "2",
+        "a learned classification embedding and 33 x 128 positional embeddings",
+        lambda: tuple(part_a("network_def").position_embedding.shape[1:]),
+        (33, 128),
+    ),
+    ("2", "Linformer with 8 heads and 12 layers", lambda: (attention_heads(), len(part_a("network_def").layers)), ({8}, 12)),
+    ("2", "the class token classifies the 4 central pixels (2 classes)", lambda: part_a("network_def").head.out_features, 2),
+    ("2", "patches evenly distributed across infarct and non-infarct", lambda: part_a("train#dataset#lesion_fraction"), 0.5),
+    ("2", "patches randomly selected (every epoch)", redraw, ("random", "strokezoo.engines.RedrawPatches", "@train::dataset")),  # (MONAI stores "#" as "::")
+    ("2", "150 epochs", lambda: part_a("epochs"), 150),
+    ("2", "cross-entropy loss", lambda: type(part_a("loss")).__name__, "CrossEntropyLoss"),
+    ("2", "Adam with a decaying learning rate", lambda: (type(part_a("optimizer")).__name__, type(part_a("lr_scheduler")).__name__), ("Adam", "ExponentialLR")),
+    ("2", "a U-Net with three down-sampling layers", downsamplings, 3),
+    ("2", "inputs: attention map, first CTP frame, maximum intensity frame", lambda: part_b("network_def").input_block.conv1.conv.in_channels, 3),
+    ("2", "SGD with momentum", lambda: (type(part_b("optimizer")).__name__, part_b("optimizer").defaults["momentum"] > 0), ("SGD", True)),
+    (
+        "2",
+        "generalized Dice loss (over background and core)",
+        lambda: (type(part_b("loss")).__name__, part_b("loss").include_background),
+        ("GeneralizedDiceLoss", True),
+    ),
+    ("3", "4-fold cross-validation", lambda: (part_a("num_folds"), part_b("num_folds")), (4, 4)),
+]
+
+
+@pytest.mark.parametrize("row", PAPER, ids=[f"{r[0]}-{r[1][:40]}" for r in PAPER])
+def test_the_config_says_what_the_paper_states(row: Row):
+    section, statement, read, stated = row
+    assert read() == stated, (section, statement)
