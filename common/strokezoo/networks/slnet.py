@@ -4,9 +4,12 @@ A 2D U-Net (Ronneberger et al., 2015): five levels of two (3×3 conv, norm, ReLU
 2×2 max-pooling down, 2×2 transposed convolutions up, skips concatenated, a 1×1 convolution head. SLNet
 replaces every batch normalization with switchable normalization
 (:class:`~strokezoo.networks.blocks.SwitchableNorm`) and adds a squeeze-and-excitation block (MONAI's
-``ChannelSELayer``) after every encoder block. The paper gives no widths; these are the U-Net's own, and they
-reproduce Table 3: 31.04 M parameters for the U-Net and SLNet w/o SE, 33.84 M for SLNet and SLNet w/o SN, which
-holds only when the SE blocks do not reduce their channels (``se_reduction=1``) and include the bottleneck.
+``ChannelSELayer``) after every encoder block. The paper gives no widths; these are the U-Net's own. Table 3
+counts 31.04 M parameters for the U-Net and SLNet w/o SE, 33.84 M for SLNet and SLNet w/o SN, which needs SE blocks
+that do not reduce their channels (``se_reduction=1``) and include the bottleneck. The 3×3 convolutions here have
+no bias (MONAI's ``UnetBasicBlock``; a bias before a normalization is redundant): 31.04, 33.83, 31.04 and 33.83 M.
+Table 3's own figures are those plus one bias per output channel of each 3×3 convolution (5,888 parameters), so the
+authors' convolutions had biases; ``tests/test_pseudo_dwi.py`` checks both readings to the table's two decimals.
 The table's variants are constructor flags; with ``norm="batch"`` and ``squeeze_excitation=False`` this is the
 plain U-Net that the paper also uses for the feature extractor Φ_e and the generator Φ_g (Secs. 3.1–3.2).
 """
