@@ -190,6 +190,10 @@ def test_framework_outputs_on_any_slice_size_and_the_loss_terms():
     out = net(x, reference=target["dwi"])
     assert out["logits"].shape == (2, 2, 37, 45) and out["pseudo_dwi"].shape == out["features"].shape == (2, 1, 37, 45)
     assert out["context"].shape == (3, 2, 16)
+    # Phi_c encodes the 37 x 45 slices, not the 48 x 48 zero-padded ones the U-Nets need
+    with torch.no_grad():
+        unpadded = net.context_encoder(torch.cat([out["pseudo_dwi"], out["features"], target["dwi"]], 0)).reshape(3, 2, -1)
+    assert torch.allclose(out["context"], unpadded, atol=1e-5)
     loss = PseudoDWILoss()
     total = loss(out, target)
     assert set(loss.terms) == {"loss_s", "loss_g", "loss_e"} and float(total.detach()) == pytest.approx(sum(loss.terms.values()), rel=1e-5)

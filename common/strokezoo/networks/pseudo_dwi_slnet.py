@@ -127,10 +127,10 @@ class PseudoDWISLNet(nn.Module):
             x = F.pad(x, pad)
             reference = None if reference is None else F.pad(reference, pad)
         crop = (slice(None), slice(None), *(slice(0, s) for s in size))
-        out = self._forward(x, reference)
+        out = self._forward(x, reference, crop)
         return out[crop] if reference is None else {k: v if k == "context" else v[crop] for k, v in out.items()}
 
-    def _forward(self, x: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor | dict[str, torch.Tensor]:
+    def _forward(self, x: torch.Tensor, reference: torch.Tensor | None, crop: tuple[slice, ...]) -> torch.Tensor | dict[str, torch.Tensor]:
         maps_mip, frames = x[:, : self.maps + 1], x[:, self.maps + 1 :]
         features = self._run("extractor", frames)
         pseudo_dwi = self._run("generator", torch.cat([maps_mip, features], 1))
@@ -138,5 +138,7 @@ class PseudoDWISLNet(nn.Module):
         if reference is None:
             return torch.cat([logits, pseudo_dwi, features], 1)
         n = x.shape[0]
-        context = self.context_encoder(torch.cat([pseudo_dwi, features, reference.to(pseudo_dwi.dtype)], 0))
+        # Φ_c sees the slice itself, not the zero padding that makes it divisible (the padded border of I_g and F_h is
+        # the networks' output there, of I_d zeros: it would add a difference that is no part of the image)
+        context = self.context_encoder(torch.cat([pseudo_dwi[crop], features[crop], reference[crop].to(pseudo_dwi.dtype)], 0))
         return {"logits": logits, "pseudo_dwi": pseudo_dwi, "features": features, "context": context.reshape(3, n, -1)}
