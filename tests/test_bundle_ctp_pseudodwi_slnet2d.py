@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,6 +18,7 @@ from strokezoo.bundle_info import config_files, cpu_overrides
 from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_ctp_pseudodwi_slnet2d"
+CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
 CPU = cpu_overrides(BUNDLE)
 
 
@@ -71,3 +73,31 @@ def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
     trained_state = torch.load(stage / "models" / "fold0" / "model.pt", weights_only=True)
     changed = {k.split(".")[0] for k, v in trained_state.items() if not torch.equal(v, state[k])}
     assert changed == {"generator", "context_encoder"}, changed
+
+
+def test_the_table_6_override_trains_on_every_fold(tmp_path):
+    """full_training.json: the whole training set (every fold) minus the held-out validation patients, its model in
+    models/all; train.json alone leaves fold k out entirely."""
+    from monai.bundle import ConfigParser
+
+    entries = [
+        {"case_id": f"c{i}", "patient_id": f"p{i // 2}", "fold": (i // 2) % 4, "ctp": f"c{i}_ctp.nii.gz", "dwi": f"c{i}_dwi.nii.gz", "label": f"c{i}_ot.nii.gz"}
+        for i in range(40)
+    ]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"root": str(tmp_path), "training": entries, "testing": []}))
+    splits = {}
+    for files in (("train.json",), ("train.json", "full_training.json")):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / f) for f in files])
+        parser["datalist_path"], parser["fold"], parser["bundle_root"] = str(datalist), 2, str(tmp_path)
+        train_set, val_set = parser.get_parsed_content("split")
+        splits[files[-1]] = ({e["case_id"] for e in train_set}, {e["case_id"] for e in val_set}, parser.get_parsed_content("ckpt_dir"))
+    every = {e["case_id"] for e in entries}
+    fold2 = {e["case_id"] for e in entries if e["fold"] == 2}
+    train_set, val_set, ckpt = splits["full_training.json"]
+    assert train_set | val_set == every and not train_set & val_set and val_set  # every fold, validation held out
+    assert {e["patient_id"] for e in entries if e["case_id"] in val_set}.isdisjoint({e["patient_id"] for e in entries if e["case_id"] in train_set})
+    assert ckpt == str(tmp_path / "models" / "all")
+    fold_train, fold_val, fold_ckpt = splits["train.json"]
+    assert not (fold_train | fold_val) & fold2 and fold_ckpt == str(tmp_path / "models" / "fold2")
