@@ -75,6 +75,23 @@ def test_bf16_dense_patch_inference_is_close_to_fp32() -> None:
     assert not torch.equal(out, ref)
 
 
+def test_the_brain_mask_reaches_the_dense_inferer_through_the_wrapper() -> None:
+    """The residual bundle's evaluator passes ``brain=`` to its inferer, MixedPrecisionInferer around
+    DensePatchInferer: the mask must reach the dense inferer, not the network, in fp32 and under bf16 alike."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 1)).eval()
+    x = torch.rand(1, 2, 10, 10, 6)
+    brain = torch.zeros(1, 1, 10, 10, 6, dtype=torch.uint8)
+    brain[..., 3:7, 3:7, :] = 1
+    dense = DensePatchInferer(patch_size=(6, 6, 4), step=(2, 2, 1), batch_size=64)
+    with torch.no_grad():
+        ref = dense(x, net, brain=brain)
+        for amp in (False, True):
+            out = MixedPrecisionInferer(dense, amp=amp, channels_last=True)(x, net, brain=brain)
+            torch.testing.assert_close(out, ref, rtol=0, atol=2e-2 if amp else 1e-6)
+    assert not torch.allclose(ref, dense(x, net))  # the mask changes the result: patches centred outside it are left out
+
+
 def test_to_float32_walks_containers_and_leaves_integers() -> None:
     h = torch.ones(2, dtype=torch.bfloat16)
     i = torch.ones(2, dtype=torch.int64)
