@@ -79,7 +79,7 @@ PAPER: list[Row] = [
         lambda: (type(part_b("loss")).__name__, part_b("loss").include_background),
         ("GeneralizedDiceLoss", True),
     ),
-    ("3", "4-fold cross-validation", lambda: (part_a("num_folds"), part_b("num_folds")), (4, 4)),
+    ("2", "4-fold cross-validation", lambda: (part_a("num_folds"), part_b("num_folds")), (4, 4)),
 ]
 
 
