@@ -76,3 +76,21 @@ def test_metatensor_in_metatensor_out(net):
     with torch.no_grad():
         out = DensePatchInferer(PATCH, (4, 4, 2))(image, net)
     assert isinstance(out, MetaTensor) and out.shape == (1, 2, 8, 8, 4) and torch.equal(out.affine, affine)
+
+
+def test_without_a_mask_the_reference_channel_gives_the_same_brain(net):
+    """A call without ``brain=`` (MONAI Label's) with ``brain_channel``: the mask comes from that channel of the
+    z-scored input, and equals the mask of the image as released, so the probabilities are the evaluator's."""
+    from strokezoo.transforms import brain_mask
+
+    torch.manual_seed(3)
+    raw = torch.zeros(3, 13, 11, 6)
+    raw[:, 3:11, 2:9, 1:5] = torch.rand(3, 8, 7, 4) * 300 + 50  # a zero background around the "brain"
+    z = (raw - raw.mean((1, 2, 3), keepdim=True)) / raw.std((1, 2, 3), keepdim=True)  # the bundle's per-channel z-score
+    brain = torch.as_tensor(brain_mask(raw[1].numpy()))
+    assert torch.equal(brain, raw[1] > 0)
+    with torch.no_grad():
+        given = DensePatchInferer(PATCH, (2, 2, 1))(z[None], net, brain=brain[None, None])
+        derived = DensePatchInferer(PATCH, (2, 2, 1), brain_channel=1)(z[None], net)
+        everywhere = DensePatchInferer(PATCH, (2, 2, 1))(z[None], net)
+    assert torch.allclose(derived, given, atol=1e-6) and not torch.allclose(everywhere, given, atol=1e-3)

@@ -156,8 +156,10 @@ def test_the_brain_and_the_mirror_come_from_a_named_modality_dwi_for_spes():
         assert steps["SymmetricModalitiesd"].reference_key == reference and steps["SymmetricModalitiesd"].registration == "rigid", files
         if files[0] == "train.json":  # healthy patches are drawn from that mask ...
             assert parser.get("train#dataset#brain_key") == parser.get("validate#dataset#brain_key") == steps["BrainMaskd"].name
-        else:  # ... and the dense inferer centres patches in it
+        else:  # ... and the dense inferer centres patches in it, or, called with the image alone, in the same channel's mask
             assert parser.get_parsed_content("evaluator#prepare_batch").extra_keys == {"brain": steps["BrainMaskd"].name}
+            channel = parser.get_parsed_content("base_inferer").brain_channel
+            assert parser.get_parsed_content("image_keys")[channel] == reference, files
 
 
 def test_the_rotations_turn_the_axial_plane():

@@ -4,9 +4,10 @@ Patches of the training size are centred on a regular grid of voxels (extraction
 every patch is predicted whole, and each voxel's class probabilities are the average over all the patches
 that cover it. Given a brain mask (``brain=``, passed by the evaluator from the batch's ``"brain"`` key:
 :class:`strokezoo.transforms.BrainMaskd`), patches whose centre lies outside the brain are skipped, as the authors'
-code skips them. MONAI's ``SlidingWindowInferer`` places windows by an overlap fraction and shifts the last
-window inside the image, so it cannot reproduce a fixed voxel step with centred, zero-padded border patches
-or the brain test; this inferer does exactly that.
+code skips them; called without one (MONAI Label passes the image alone), the inferer can derive the same mask
+from the reference modality's channel of the input (``brain_channel``). MONAI's ``SlidingWindowInferer`` places
+windows by an overlap fraction and shifts the last window inside the image, so it cannot reproduce a fixed voxel
+step with centred, zero-padded border patches or the brain test; this inferer does exactly that.
 
 It is exact and fast: the volume is zero-padded once, patches are views of it (``unfold``) gathered in large
 batches on the network's device, and the probabilities are accumulated with one ``index_add_`` per batch.
@@ -21,6 +22,8 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
+
+from ..transforms.brain_mask import brain_mask
 
 __all__ = ["DensePatchInferer", "patch_centres"]
 
@@ -52,6 +55,9 @@ class DensePatchInferer(Inferer):
         step: voxels between patch centres per axis (paper: 4×4×1).
         batch_size: patches per forward pass.
         activation: applied to the network's output per patch (default softmax over classes).
+        brain_channel: for a call without ``brain=``: the input channel of the reference modality, whose
+            :func:`~strokezoo.transforms.brain_mask` is then the brain. After a per-channel z-score (an increasing
+            map) it is the mask of the image as released. None: every grid voxel is a centre.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class DensePatchInferer(Inferer):
         step: Sequence[int] = (4, 4, 1),
         batch_size: int = 1024,
         activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        brain_channel: int | None = None,
     ) -> None:
         super().__init__()
         if len(patch_size) != 3 or len(step) != 3:
@@ -68,20 +75,26 @@ class DensePatchInferer(Inferer):
         self.step = tuple(int(s) for s in step)
         self.batch_size = int(batch_size)
         self.activation = activation or (lambda y: torch.softmax(y, dim=1))
+        self.brain_channel = brain_channel
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args, brain: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """``inputs`` ``(B, C, X, Y, Z)`` → class probabilities ``(B, classes, X, Y, Z)``; a ``MetaTensor`` input
         gives a ``MetaTensor`` output with its metadata (affine), as MONAI's inferers do.
 
         ``brain``: ``(B, 1, X, Y, Z)`` masks; patches are centred on the voxels where it is > 0 only, and the voxels
-        no patch covers get probability 1 for class 0 (healthy), 0 for the others. Without it, every grid voxel
-        is a centre (slower, the same probabilities inside the brain up to the border patches)."""
+        no patch covers get probability 1 for class 0 (healthy), 0 for the others. Without it, the mask comes from
+        ``brain_channel``, or every grid voxel is a centre when that is None."""
         if inputs.ndim != 5:
             raise ValueError(f"expected a (B, C, X, Y, Z) volume, got shape {tuple(inputs.shape)}")
         if brain is not None and (brain.ndim != 5 or brain.shape[0] != inputs.shape[0] or brain.shape[2:] != inputs.shape[2:]):
             raise ValueError(f"brain masks of shape {tuple(brain.shape)} for inputs of shape {tuple(inputs.shape)}")
         x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
-        masks = [None] * len(x) if brain is None else [(b.as_tensor() if isinstance(b, MetaTensor) else b)[0].to(x.device) for b in brain]
+        if brain is not None:
+            masks = [(b.as_tensor() if isinstance(b, MetaTensor) else b)[0].to(x.device) for b in brain]
+        elif self.brain_channel is not None:
+            masks = [torch.as_tensor(brain_mask(v[self.brain_channel].float().cpu().numpy()), device=x.device) for v in x]
+        else:
+            masks = [None] * len(x)
         out = torch.stack([self._volume(v, network, m, *args, **kwargs) for v, m in zip(x, masks)])
         return convert_to_dst_type(out, inputs, device=out.device)[0] if isinstance(inputs, MetaTensor) else out
 
