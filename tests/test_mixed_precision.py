@@ -76,8 +76,8 @@ def test_bf16_dense_patch_inference_is_close_to_fp32() -> None:
 
 
 def test_the_brain_mask_reaches_the_dense_inferer_through_the_wrapper() -> None:
-    """The residual bundle's evaluator passes ``brain=`` to its inferer, MixedPrecisionInferer around
-    DensePatchInferer: the mask must reach the dense inferer, not the network, in fp32 and under bf16 alike."""
+    """A ``brain=`` given to MixedPrecisionInferer around DensePatchInferer reaches the dense inferer, not the
+    network, in fp32 and under bf16 alike."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 2, 1)).eval()
     x = torch.rand(1, 2, 10, 10, 6)

@@ -113,7 +113,7 @@ def coded_volumes(n=2):
     out = []
     for i, v in enumerate(volumes(n)):
         x, y, z = torch.meshgrid(*(torch.arange(s) for s in v["label"].shape[1:]), indexing="ij")
-        v["image"] = (1000 * i + 1 + x * 10000 + y * 100 + z).float()[None] * 1.0
+        v["image"] = (1_000_000 * i + 1 + x * 10_000 + y * 100 + z).float()[None]  # x, y, z < 100: one code per voxel
         out.append(v)
     return out
 

@@ -17,10 +17,10 @@ _STEPS = (
 )
 
 
-def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> Path:
-    """Train ``bundle`` into ``out`` with its :func:`cpu_overrides`, no augmentation, for ``epochs`` on
-    ``datalist`` (validation = ``val_fold``, every 5 epochs), running each of its training stages in turn; returns
-    the best checkpoint of the last stage (``<ckpt_dir>/model.pt``)."""
+def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, overrides: dict | None = None) -> Path:
+    """Train ``bundle`` into ``out`` with its :func:`cpu_overrides` (then ``overrides``, config keys of training
+    only), no augmentation, for ``epochs`` on ``datalist`` (validation = ``val_fold``, every 5 epochs), running each
+    of its training stages in turn; returns the best checkpoint of the last stage (``<ckpt_dir>/model.pt``)."""
     from monai.bundle import ConfigWorkflow
 
     for stage in BUNDLES[bundle].stages:
@@ -36,6 +36,7 @@ def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int
             fold=val_fold,
             **{"train#random_transforms": []},
             **cpu_overrides(bundle),
+            **(overrides or {}),
         )
         train.initialize()
         train.run()
@@ -43,12 +44,12 @@ def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int
     return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt"
 
 
-def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0) -> dict:
-    """:func:`train_bundle`, then infer the validation fold into ``out/eval`` and score it with the bundle's
-    evaluate.json; returns the evaluation summary."""
+def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, train_overrides: dict | None = None) -> dict:
+    """:func:`train_bundle` (with ``train_overrides``), then infer the validation fold into ``out/eval`` and score it
+    with the bundle's evaluate.json; returns the evaluation summary."""
     from monai.bundle import ConfigWorkflow
 
-    train_bundle(bundle, data, datalist, out, epochs, val_fold)
+    train_bundle(bundle, data, datalist, out, epochs, val_fold, train_overrides)
     common = dict(
         bundle_root=str(out),
         dataset_dir=str(data),

@@ -2,10 +2,10 @@
 
 Patches of the training size are centred on a regular grid of voxels (extraction step 4×4×1 in the paper),
 every patch is predicted whole, and each voxel's class probabilities are the average over all the patches
-that cover it. Given a brain mask (``brain=``, passed by the evaluator from the batch's ``"brain"`` key:
-:class:`strokezoo.transforms.BrainMaskd`), patches whose centre lies outside the brain are skipped, as the authors'
-code skips them; called without one (MONAI Label passes the image alone), the inferer can derive the same mask
-from the reference modality's channel of the input (``brain_channel``). MONAI's ``SlidingWindowInferer`` places
+that cover it. Patches whose centre lies outside the brain are skipped, as the authors' code skips them: the brain
+is a mask given with the call (``brain=``) or, for a call with the image alone (the bundle's evaluator, MONAI
+Label), the :func:`~strokezoo.transforms.brain_mask` of the reference modality's input channel
+(``brain_channel``). MONAI's ``SlidingWindowInferer`` places
 windows by an overlap fraction and shifts the last window inside the image, so it cannot reproduce a fixed voxel
 step with centred, zero-padded border patches or the brain test; this inferer does exactly that.
 
