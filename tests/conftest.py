@@ -235,3 +235,29 @@ def bf16_fp32_mask_dice(bundle: str, root: Path, data: Path, datalist: Path, che
     print(f"bf16 vs fp32 masks of {bundle}: Dice {dice:.4f} over {len(masks)} masks; default amp {default!r}")
     assert dice >= 0.99 or default is False, f"{bundle}: bf16 masks agree with fp32 to Dice {dice:.4f} < 0.99, yet amp defaults to {default!r}"
     return dice
+
+
+def readme_bundle_commands(bundle: str) -> list[list[str]]:
+    """The ``python -m monai.bundle run`` commands of a bundle README's bash blocks (loop bodies with ``$k`` as 0),
+    split as the shell splits them."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "bundles" / bundle / "docs" / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()]
+    commands = []
+    for line in lines:
+        line = re.sub(r"^for k in [0-9 ]+; do (.*); done$", r"\1", line.strip()).replace("$k", "0")
+        if line.startswith("python -m monai.bundle run"):
+            commands.append(shlex.split(line))
+    return commands
+
+
+def fire_literal(text: str):
+    """A command-line value as ``monai.bundle run`` (fire) reads it: a Python literal where it is one, else the text."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

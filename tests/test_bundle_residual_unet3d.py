@@ -15,7 +15,7 @@ from monai.bundle import ConfigWorkflow
 from strokezoo.bundle_info import cpu_overrides
 from strokezoo.data.datalist import build_datalist
 
-from conftest import bf16_fp32_mask_dice, infer_and_evaluate, tree_digest, untrained_checkpoint
+from conftest import bf16_fp32_mask_dice, fire_literal, infer_and_evaluate, readme_bundle_commands, tree_digest, untrained_checkpoint
 
 BUNDLE = "stroke_mri_residual_unet3d"
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / BUNDLE / "configs"
@@ -138,32 +138,6 @@ def test_the_readme_testing_command_reads_the_released_testing_folder(cohort, tm
     assert (wf.parser.get_parsed_content("threshold"), wf.parser.get_parsed_content("min_size")) == (0.4, 50)
 
 
-def readme_bundle_commands() -> list[list[str]]:
-    """The ``python -m monai.bundle run`` commands of the README's bash blocks (loop bodies with ``$k`` as 0), split
-    as the shell splits them."""
-    import re
-    import shlex
-
-    readme = (CONFIGS.parent / "docs" / "README.md").read_text()
-    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()]
-    commands = []
-    for line in lines:
-        line = re.sub(r"^for k in [0-9 ]+; do (.*); done$", r"\1", line.strip()).replace("$k", "0")
-        if line.startswith("python -m monai.bundle run"):
-            commands.append(shlex.split(line))
-    return commands
-
-
-def literal(text: str):
-    """A command-line value as ``monai.bundle run`` (fire) reads it: a Python literal where it is one, else the text."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def test_the_readme_cross_validation_commands_parse_as_written(cohort, tmp_path, monkeypatch):
     """Each training and cross-validation command of the README, as written (data folder aside), from a copy of the
     bundle folder: its config files exist and merge, every override names a key, and the split it trains or
@@ -175,7 +149,7 @@ def test_the_readme_cross_validation_commands_parse_as_written(cohort, tmp_path,
     bundle = tmp_path / "bundle"
     shutil.copytree(CONFIGS.parent, bundle, ignore=shutil.ignore_patterns("models", "eval", "datalist.json", "cache"))
     monkeypatch.chdir(bundle)
-    commands = [c for c in readme_bundle_commands() if "/data/SISS2015_Training" in c]
+    commands = [c for c in readme_bundle_commands(BUNDLE) if "/data/SISS2015_Training" in c]
     assert len(commands) == 3  # training, cross-validation maps, the authors' early stopping
     for argv in commands:
         workflow, rest = argv[4], argv[5:]
@@ -184,7 +158,7 @@ def test_the_readme_cross_validation_commands_parse_as_written(cohort, tmp_path,
         files = args.pop("--config_file")
         files = ast.literal_eval(files) if files.startswith("[") else files
         assert all(Path(f).is_file() for f in ([files] if isinstance(files, str) else files)), files
-        overrides = {k[2:]: literal(v) for k, v in args.items()}
+        overrides = {k[2:]: fire_literal(v) for k, v in args.items()}
         assert overrides.pop("dataset_dir") == "/data/SISS2015_Training"
         wf = ConfigWorkflow(config_file=files, workflow_type="train" if workflow == "training" else "inference", dataset_dir=str(data), **overrides)
         for key in overrides:

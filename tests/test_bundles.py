@@ -364,10 +364,15 @@ def _combinations(bundle: str) -> tuple[list[list[str]], list[list[str]]]:
     every inference combination (alone, with each override that applies) of a bundle's configs."""
     files = sorted(p.name for p in configs(bundle).glob("*.json"))
     stages = list(BUNDLES[bundle].stages)
-    overrides = [f for f in files if f not in _NOT_TRAINING and f not in stages]
+    # an override of the training engines (train#…, validate#…) has nothing to override in inference.json, and an
+    # inference override (…_inference.json) nothing in a training stage
+    training_only = {f for f in files if any(k.startswith(("train#", "validate#")) for k in json.loads((configs(bundle) / f).read_text()))}
+    overrides = [f for f in files if f not in _NOT_TRAINING and f not in stages and not f.endswith("_inference.json")]
     train = [[s] for s in stages] + [[s, o] for s in stages for o in overrides] + [[s, "multi_gpu_train.json", "finetune.json"] for s in stages]
     infer_overrides = [
-        f for f in files if f not in {"inference.json", "metadata.json", "ensemble.json", "multi_gpu_train.json", "finetune.json", "sequential.json", *stages}
+        f
+        for f in files
+        if f not in {"inference.json", "metadata.json", "ensemble.json", "multi_gpu_train.json", "finetune.json", "sequential.json", *stages, *training_only}
     ]
     infer = (
         [["inference.json"]]

@@ -18,9 +18,9 @@ BUNDLE = "stroke_ctp_pseudodwi_slnet2d"
 
 
 @cache
-def config() -> ConfigParser:
+def config(*overrides: str) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(str(bundles_dir() / BUNDLE / "configs" / "train.json"))
+    parser.read_config([str(bundles_dir() / BUNDLE / "configs" / name) for name in ("train.json", *overrides)])
     return parser
 
 
@@ -38,8 +38,10 @@ def first_conv_inputs(part: str) -> int:
     return next(m for m in getattr(train("network_def"), part).modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
-def module_kinds(part: str) -> set[str]:
-    return {type(m).__name__ for m in getattr(train("network_def"), part).modules()}
+def module_kinds(part: str | nn.Module) -> set[str]:
+    """The module types of a part of train.json's framework, or of a network."""
+    net = getattr(train("network_def"), part) if isinstance(part, str) else part
+    return {type(m).__name__ for m in net.modules()}
 
 
 Row = tuple[str, str, Callable[[], Any], Any]
@@ -96,5 +98,54 @@ PAPER: list[Row] = [
 
 @pytest.mark.parametrize("row", PAPER, ids=[f"{r[0]}-{r[1][:40]}" for r in PAPER])
 def test_the_config_says_what_the_paper_states(row: Row):
+    section, statement, read, stated = row
+    assert read() == stated, (section, statement)
+
+
+def maps(key: str) -> Any:
+    return config("maps.json").get_parsed_content(key)
+
+
+def fh_star(key: str) -> Any:
+    return config("sequential.json", "fh_star.json").get_parsed_content(key)
+
+
+#: The ablations (maps.json: Tables 3 and 4; fh_star.json: Table 2's F_h* row), read from train.json with them.
+ABLATIONS: list[Row] = [
+    (
+        "4.2, Tables 3-4",
+        "SLNet alone, on F_o = [CBF, CBV, MTT, Tmax]",
+        lambda: (type(maps("network_def")).__name__, maps("image_keys")),
+        ("SLNet", ["cbf", "cbv", "mtt", "tmax"]),
+    ),
+    (
+        "4.2, Table 4",
+        "SLNet (SN and SE) under the losses of Table 4",
+        lambda: module_kinds(maps("network_def")) & {"SwitchableNorm", "BatchNorm2d", "ChannelSELayer"},
+        {"SwitchableNorm", "ChannelSELayer"},
+    ),
+    (
+        "4.2, Table 4",
+        "the proposed L_WCE + L_HGD is the default row",
+        lambda: (maps("loss").cross_entropy, type(maps("loss").overlap).__name__),
+        ("weighted", "HardnessAwareGeneralizedDiceLoss"),
+    ),
+    ("4.2, Table 2", "F_h*: the extractor trained without L_e (beta 0)", lambda: fh_star("loss").beta, 0.0),
+    ("4.2, Table 2", "the synthesis trained with L_g first", lambda: fh_star("loss").parts, ("extractor", "generator")),
+    (
+        "4.2, Table 2",
+        "then a UNet trained with the standard cross-entropy",
+        lambda: (
+            module_kinds(fh_star("network_def#segmenter")) & {"SwitchableNorm", "BatchNorm2d", "ChannelSELayer"},
+            fh_star("loss").segmentation.cross_entropy,
+            fh_star("loss").segmentation.overlap,
+        ),
+        ({"BatchNorm2d"}, "plain", None),
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ABLATIONS, ids=[f"{r[0]}-{r[1][:40]}" for r in ABLATIONS])
+def test_the_ablation_configs_say_what_the_paper_ran(row: Row):
     section, statement, read, stated = row
     assert read() == stated, (section, statement)

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from strokezoo.data.datalist import require_key
 from strokezoo.engines import PseudoDWITrainer
 from strokezoo.errors import InputError
-from strokezoo.losses import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, synthesis_loss, weighted_cross_entropy
+from strokezoo.losses import HardnessAwareGeneralizedDiceLoss, PseudoDWILoss, SegmentationLoss, synthesis_loss, weighted_cross_entropy
 from strokezoo.metrics.evaluate import scale_to_percentile, size_groups
 from strokezoo.networks import ContextEncoder, PseudoDWISLNet, SLNet, xavier_init
 from strokezoo.networks.blocks import SwitchableNorm
@@ -152,6 +152,38 @@ def test_hardness_aware_generalized_dice_is_eqs_13_14_by_hand():
     gd = 1 - 2 * (m * (y * p).sum((0, 2, 3))).sum() / (m * (y + p).sum((0, 2, 3))).sum()
     assert float(HardnessAwareGeneralizedDiceLoss()(logits, label)) == pytest.approx(-math.log(1 - gd), rel=1e-4)
     assert float(GeneralizedDiceLoss(include_background=True, to_onehot_y=True, softmax=True, batch=True)(logits, label)) == pytest.approx(gd, rel=1e-4)
+
+
+def test_the_segmentation_losses_of_table_4_by_hand():
+    """Each row of Table 4 is the sum of its terms, each computed here from its formula: L_CE, L_DICE (Milletari et
+    al.: 1 − 2Σpy / (Σp² + Σy²) of the lesion class over the batch), L_GD (Eq. 14), L_HGD (Eq. 13), L_WCE (Eq. 12)."""
+    torch.manual_seed(2)
+    logits = torch.randn(3, 2, 6, 5)
+    label = (torch.rand(3, 1, 6, 5) > 0.7).float()
+    weight = torch.rand(3, 1, 6, 5) + 0.5
+    p = torch.softmax(logits, 1).double()
+    y = torch.cat([1 - label, label], 1).double()
+    ce = -(torch.log_softmax(logits.double(), 1) * y).sum(1)
+    m = 1.0 / y.sum((0, 2, 3)) ** 2
+    gd = 1 - 2 * (m * (y * p).sum((0, 2, 3))).sum() / (m * (y + p).sum((0, 2, 3))).sum()
+    dice = 1 - (2 * (p[:, 1] * y[:, 1]).sum() + 1e-5) / ((p[:, 1] ** 2).sum() + (y[:, 1] ** 2).sum() + 1e-5)
+    terms = {
+        "plain": ce.mean(),
+        "weighted": (weight[:, 0] * ce).sum() / weight.sum(),
+        "dice": dice,
+        "generalized": gd,
+        "hardness_aware": -torch.log(1 - gd),
+        None: torch.tensor(0.0),
+    }
+    target = {"label": label, "weight": weight}
+    rows = [("plain", None), (None, "dice"), (None, "generalized"), (None, "hardness_aware"), ("plain", "hardness_aware"), ("weighted", "hardness_aware")]
+    for cross_entropy, overlap in rows:
+        loss = SegmentationLoss(cross_entropy, overlap)(logits, target)
+        assert float(loss) == pytest.approx(float(terms[cross_entropy] + terms[overlap]), rel=1e-4), (cross_entropy, overlap)
+    with pytest.raises(ValueError, match="needs a cross-entropy term"):
+        SegmentationLoss(None, None)
+    with pytest.raises(ValueError, match="overlap one of .* got .plain., .jaccard."):
+        SegmentationLoss("plain", "jaccard")
 
 
 def test_weighted_cross_entropy_and_synthesis_loss_by_hand():

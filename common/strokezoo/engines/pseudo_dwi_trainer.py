@@ -21,9 +21,14 @@ __all__ = ["PseudoDWITrainer", "PseudoDWIBatch"]
 
 
 class PseudoDWIBatch:
-    """``prepare_batch`` of :class:`PseudoDWITrainer`: ``(image, {label, dwi, weight}, (), {"reference": dwi})`` on the device."""
+    """``prepare_batch`` of :class:`PseudoDWITrainer`: ``(image, {label, dwi, weight}, (), {"reference": dwi})`` on the device.
 
-    def __init__(self, image_key: str = CommonKeys.IMAGE, target_keys: Sequence[str] = ("label", "dwi", "weight"), reference_key: str = "dwi") -> None:
+    With ``reference_key=None`` it gives ``(image, {target_keys…})``: the targets of a loss that takes a mapping
+    (:class:`~strokezoo.losses.SegmentationLoss`), for MONAI's ``SupervisedTrainer`` and a network that takes no
+    reference, as in the ablations of Tables 3 and 4 (SLNet on the perfusion maps, ``target_keys=("label", "weight")``).
+    """
+
+    def __init__(self, image_key: str = CommonKeys.IMAGE, target_keys: Sequence[str] = ("label", "dwi", "weight"), reference_key: str | None = "dwi") -> None:
         self.image_key, self.target_keys, self.reference_key = image_key, tuple(target_keys), reference_key
 
     def __call__(self, batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs):
@@ -32,8 +37,10 @@ class PseudoDWIBatch:
 
         missing = [k for k in (self.image_key, *self.target_keys) if k not in batchdata]
         if missing:
-            raise KeyError(f"the training batch lacks {missing} (the pseudo-DWI trainer needs the image, the label, the DWI and the weight map)")
+            raise KeyError(f"the training batch lacks {missing} (the trainer needs {[self.image_key, *self.target_keys]})")
         targets = {k: move(batchdata[k]) for k in self.target_keys}
+        if self.reference_key is None:
+            return move(batchdata[self.image_key]), targets
         return move(batchdata[self.image_key]), targets, (), {"reference": targets[self.reference_key]}
 
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .slnet import pad_to_multiple
 
 __all__ = ["ContextEncoder", "PseudoDWISLNet", "PARTS"]
 
@@ -121,12 +122,8 @@ class PseudoDWISLNet(nn.Module):
         return net(x)
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
-        size = x.shape[2:]
-        pad = [p for s in reversed(size) for p in (0, -s % self.divisor)]
-        if any(pad):
-            x = F.pad(x, pad)
-            reference = None if reference is None else F.pad(reference, pad)
-        crop = (slice(None), slice(None), *(slice(0, s) for s in size))
+        x, crop = pad_to_multiple(x, self.divisor)
+        reference = None if reference is None else pad_to_multiple(reference, self.divisor)[0]
         out = self._forward(x, reference, crop)
         return out[crop] if reference is None else {k: v if k == "context" else v[crop] for k, v in out.items()}
 

@@ -21,11 +21,21 @@ from collections.abc import Sequence
 import torch
 from monai.networks.blocks import ChannelSELayer, UnetOutBlock, UnetUpBlock
 from torch import nn
+from torch.nn import functional as F
 
 from .blocks import UNetEncoder
 from .blocks.switchable_norm import SwitchableNorm
 
-__all__ = ["SLNet", "xavier_init"]
+__all__ = ["SLNet", "xavier_init", "pad_to_multiple"]
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """``x`` ``(N, C, *spatial)`` zero-padded at the far end of each spatial axis to a multiple of ``divisor``, and
+    the index that crops a same-sized output back to ``x``'s size."""
+    size = x.shape[2:]
+    pad = [p for s in reversed(size) for p in (0, -s % divisor)]
+    crop = (slice(None), slice(None), *(slice(0, s) for s in size))
+    return (F.pad(x, pad) if any(pad) else x), crop
 
 
 class SLNet(nn.Module):
@@ -39,6 +49,8 @@ class SLNet(nn.Module):
         squeeze_excitation: SE block after every encoder block (``False``: SLNet w/o SE).
         se_reduction: channel reduction ratio r inside the SE blocks.
         spatial_dims: 2 (the paper works on slices); 3 also works.
+
+    Inputs of any size: they are zero-padded to a multiple of 2^(levels − 1) and the output is cropped back.
     """
 
     def __init__(
@@ -62,14 +74,14 @@ class SLNet(nn.Module):
         self.head = UnetOutBlock(spatial_dims, self.features[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, crop = pad_to_multiple(x, 2 ** (len(self.features) - 1))
         skips = []
-        h = x
         for i, se in enumerate(self.se):
             h = se(self.encoder.level(i, h))
             skips.append(h)
         for up, skip in zip(self.decoder, skips[-2::-1]):
             h = up(h, skip)
-        return self.head(h)
+        return self.head(h)[crop]
 
 
 def xavier_init(module: nn.Module) -> nn.Module:
