@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import fire
@@ -267,6 +268,41 @@ def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
         raise SystemExit(1)
 
 
+def compare(
+    cohort: str = "isles2018",
+    methods: str = "all",
+    size: str = "cpu",
+    out: str = "compare_output",
+    epochs: int | None = None,
+    cases: int = 12,
+    seed: int = 3,
+) -> None:
+    """Train every method of a synthetic cohort, the stock MONAI baselines (BasicUNet, DynUNet) and the cohort's
+    clinical threshold rule on one patient-level split with one budget, score the test split with `strokezoo
+    evaluate` and write OUT/leaderboard.md, leaderboard.csv and dice.png. Exits 1 if a method failed (the others
+    still run and are reported). Methods that finished with the same settings are not run again.
+
+    Cohorts: isles2018, isles2022, isles2017, isles2015-siss, or all (each into OUT/<cohort>/). Sizes: smoke (CPU-sized, 1 epoch), cpu (CPU-sized,
+    each bundle's smoke epochs), paper (the configs as shipped, for a GPU). METHODS: "all" or a comma-separated list.
+
+    Example:
+        strokezoo compare --cohort isles2018 --methods all --size cpu --out compare_isles2018
+    """
+    from .compare import COHORTS
+    from .compare import compare as run_compare
+
+    if cohort == "all" and methods != "all":
+        raise ValueError("--cohort all runs every method of every cohort (--methods all)")
+    failed = []
+    for c in COHORTS if cohort == "all" else [cohort]:
+        report, results = run_compare(c, methods, size, os.path.join(out, c) if cohort == "all" else out, epochs, cases, seed)
+        print(f"wrote {report}")
+        failed += [r for r in results if r["status"] != "done"]
+    if failed:
+        print(f"{len(failed)} methods failed:", *(f"{r['name']}: {r.get('error', '')}" for r in failed), sep="\n  ", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def main() -> None:
     try:
         fire.Fire(
@@ -281,6 +317,7 @@ def main() -> None:
                 "demo": demo,
                 "export": export,
                 "stack": stack,
+                "compare": compare,
             },
             name="strokezoo",
         )

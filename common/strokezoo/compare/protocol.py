@@ -1,0 +1,321 @@
+"""``strokezoo compare``: one cohort, one patient-level split, every method on it with the same budget.
+
+The cohort's datalist has patient-level folds. Fold ``test_fold`` is the test split: its patients are written out of
+the datalist that training reads, so no method sees them in training or model selection. Fold ``val_fold`` is the
+validation split, the rest is training, for every method:
+
+* each bundle of the cohort, run by its own configs (training stages, then ``inference.json`` with
+  ``evaluate.json``'s checkpoint loading) with split overrides that are checked against the parsed configs;
+* the stock MONAI baselines (:mod:`strokezoo.compare.stock`), on the same inputs;
+* the cohort's clinical threshold rule (:mod:`strokezoo.baselines`), where it has one;
+* on a cohort that several bundles share, their ensemble: the mean of the lesion probabilities of the bundles
+  that write one, thresholded at 0.5.
+
+Every method's test masks are scored by :func:`strokezoo.metrics.evaluate.evaluate`; the leaderboard reads its
+output (:mod:`strokezoo.compare.report`). A method that fails is reported with its error and the others go on.
+Finished methods are not run again: each keeps ``result.json`` keyed on its settings, the seed and the datalist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle_info import BUNDLES, config_files, cpu_overrides
+from ..io.atomic import write_json_atomic
+
+__all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split"]
+
+#: cohort (release layout) -> (clinical threshold rule or None, stock baselines' input modalities, spatial dims)
+COHORTS = {
+    "isles2018": ("rcbf", ("ct", "cbf", "cbv", "mtt", "tmax"), 2),
+    "isles2022": ("adc", ("dwi", "adc"), 2),
+    "isles2017": ("adc", ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"), 2),
+    "isles2015-siss": (None, ("flair", "t1", "t2", "dwi"), 3),
+}
+
+#: ``smoke``: the CPU-sized configs (configs/smoke.json), 1 epoch by default; ``cpu``: the same at each bundle's
+#: smoke_epochs; ``paper``: the configs as shipped, for a GPU.
+SIZES = ("smoke", "cpu", "paper")
+
+REFERENCE = "basicunet"
+
+
+def methods_of(cohort: str) -> list[tuple[str, str]]:
+    """``(name, kind)`` of every method that runs on ``cohort``: its bundles, the stock baselines, its rule and, with
+    several bundles, their ensemble."""
+    from .stock import STOCK
+
+    rule = COHORTS[cohort][0]
+    bundles = [(b, "bundle") for b, info in BUNDLES.items() if info.layout == cohort]
+    methods = [*bundles, *((s, "stock MONAI") for s in STOCK)]
+    if rule:
+        methods.append((f"threshold_{rule}", "clinical rule"))
+    if len(bundles) > 1:
+        methods.append(("ensemble", "ensemble of the bundles"))
+    return methods
+
+
+def split_overrides(bundle: str, stage: str, test_fold: int, val_fold: int) -> dict:
+    """Config keys that make ``bundle``'s ``stage`` train on the comparison's training folds and select its model
+    on ``val_fold``: ``val_fold`` where the bundle validates on a fold, else its ``split`` as the two fold sets.
+    ``fold`` names the test fold, which the training datalist does not hold."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, stage))
+    keys: dict = {"fold": test_fold}
+    if "split" in parser:
+        select = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
+        keys["split"] = f"$[{select}, exclude_folds=[{val_fold}]), {select}, folds=[{val_fold}])]"
+    else:
+        keys["val_fold"] = val_fold
+    return keys
+
+
+def bundle_split(bundle: str, stage: str, keys: dict) -> tuple[set[str], set[str]]:
+    """The case ids ``bundle``'s ``stage`` trains and validates on, with ``keys``, read from the parsed config."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, stage))
+    for k, v in keys.items():
+        parser[k] = v
+    if "split" in parser:
+        train, val = parser.get_parsed_content("split")
+    else:
+        train, val = parser.get_parsed_content("train#dataset#data"), parser.get_parsed_content("validate#dataset#data")
+    return {e["case_id"] for e in train}, {e["case_id"] for e in val}
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_bundle(bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Path, size: str, epochs: int, test_fold: int, val_fold: int, split: tuple) -> dict:
+    from monai.bundle import ConfigWorkflow
+
+    cpu = cpu_overrides(bundle) if size != "paper" else {}
+    common = {"bundle_root": str(out), "dataset_dir": str(data), **cpu}
+    t0 = time.perf_counter()
+    for stage in BUNDLES[bundle].stages:
+        keys = {"datalist": str(train_dl), **split_overrides(bundle, stage, test_fold, val_fold)}
+        seen = bundle_split(bundle, stage, {**common, **keys})
+        if seen != split:
+            raise RuntimeError(f"{bundle} ({stage}) would train on {sorted(seen[0])} and validate on {sorted(seen[1])}, not the comparison's split")
+        train = ConfigWorkflow(
+            config_file=config_files(bundle, stage),
+            workflow_type="train",
+            epochs=epochs,
+            val_interval=min(5, epochs),
+            **({"train#random_transforms": []} if size != "paper" else {}),
+            **common,
+            **keys,
+        )
+        train.initialize()
+        train.run()
+        train.finalize()
+    train_seconds = time.perf_counter() - t0
+    pred = out / "test_predictions"
+    infer_keys = {
+        **common,
+        "datalist": str(full_dl),
+        "fold": test_fold,
+        "entries": f"$strokezoo.data.datalist.select_entries(@datalist_path, 'training', folds=[{test_fold}])",
+        "output_dir": str(pred),
+        "amp": False,
+        "finalize": ["$@input_check.report()"],
+    }
+    files = config_files(bundle, "inference.json", "evaluate.json")
+    infer = ConfigWorkflow(config_file=files, workflow_type="inference", **infer_keys)
+    if "save_probabilities" in infer.parser:
+        infer.parser["save_probabilities"] = True
+    if "val_fold" in infer.parser:
+        infer.parser["val_fold"] = val_fold
+    t0 = time.perf_counter()
+    infer.initialize()
+    infer.run()
+    infer.finalize()
+    cases = len(infer.parser.get_parsed_content("entries"))
+    infer_seconds = (time.perf_counter() - t0) / max(cases, 1)
+    if "modalities" in infer.parser:  # one mask per modality (cross-domain bundle): the DWI's is the cohort's label
+        scored = out / "test_masks"
+        scored.mkdir(exist_ok=True)
+        for p in pred.glob("*_dwi.nii.gz"):
+            target = scored / p.name.replace("_dwi.nii.gz", ".nii.gz")
+            if not target.exists():
+                os.link(p, target)
+        pred = scored
+    return {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds}
+
+
+def _run_stock(name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path, epochs: int, seed: int, test_fold: int, val_fold: int) -> dict:
+    from ..data.datalist import select_entries
+    from .stock import infer_stock, train_stock
+
+    _, keys, dims = COHORTS[cohort]
+    train = select_entries(train_dl, "training", exclude_folds=[val_fold])
+    val = select_entries(train_dl, "training", folds=[val_fold])
+    trained = train_stock(name, train, val, keys, dims, out, epochs, seed=seed)
+    pred = out / "test_predictions"
+    per_volume = infer_stock(name, out / "model.pt", select_entries(full_dl, "training", folds=[test_fold]), keys, dims, pred)
+    return {"predictions": str(pred), "train_seconds": trained["train_seconds"], "infer_seconds_per_volume": per_volume}
+
+
+def _run_rule(rule: str, full_dl: Path, out: Path, test_fold: int) -> dict:
+    from ..baselines import predict_datalist
+
+    pred = out / "test_predictions"
+    t0 = time.perf_counter()
+    written, failures = predict_datalist(str(full_dl), rule, str(pred))
+    if failures:
+        raise RuntimeError(f"the {rule} rule failed on {failures}")
+    return {"predictions": str(pred), "train_seconds": 0.0, "infer_seconds_per_volume": (time.perf_counter() - t0) / max(written, 1)}
+
+
+def _run_ensemble(members: list[dict], case_ids: list[str], out: Path) -> dict:
+    """The mean of the members' ``<case>_prob.nii.gz`` on each test case, > 0.5, on the first member's grid."""
+    import nibabel as nib
+
+    from ..io.nifti import save_nifti
+
+    with_prob = [m for m in members if all((Path(m["raw_predictions"]) / f"{c}_prob.nii.gz").is_file() for c in case_ids)]
+    if len(with_prob) < 2:
+        raise RuntimeError(f"fewer than two bundles wrote lesion probabilities ({[m['name'] for m in with_prob]})")
+    pred = out / "test_predictions"
+    t0 = time.perf_counter()
+    for c in case_ids:
+        images = [nib.load(Path(m["raw_predictions"]) / f"{c}_prob.nii.gz") for m in with_prob]
+        mean = np.mean([np.asarray(i.dataobj, np.float32) for i in images], 0)
+        save_nifti((mean > 0.5).astype(np.uint8), images[0].affine, pred / f"{c}.nii.gz", np.uint8)
+    return {
+        "predictions": str(pred),
+        "members": [m["name"] for m in with_prob],
+        "train_seconds": sum(m["train_seconds"] for m in with_prob),
+        "infer_seconds_per_volume": sum(m["infer_seconds_per_volume"] for m in with_prob) + (time.perf_counter() - t0) / len(case_ids),
+    }
+
+
+def _machine() -> str:
+    import monai
+    import torch
+
+    return f"{platform.platform()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch {torch.__version__}, MONAI {monai.__version__}"
+
+
+def compare(
+    cohort: str = "isles2018",
+    methods: str | list[str] = "all",
+    size: str = "cpu",
+    out: str = "compare_output",
+    epochs: int | None = None,
+    cases: int = 12,
+    seed: int = 3,
+    test_fold: int = 0,
+    val_fold: int = 1,
+    progress: bool = True,
+) -> tuple[Path, list[dict]]:
+    """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), split it, run ``methods`` (``"all"`` or names
+    from :func:`methods_of`), score the test split and write ``out/leaderboard.md``, ``.csv`` and ``dice.png``.
+    Returns the leaderboard's path and the method results (a failed method has ``status`` ``"failed"`` and its
+    ``error``)."""
+    from ..data.datalist import build_datalist, select_entries
+    from ..metrics.evaluate import evaluate
+    from ..synth import synthesize_cohort
+    from .report import write_leaderboard
+
+    if cohort not in COHORTS:
+        raise ValueError(f"unknown cohort {cohort!r}; choose from {sorted(COHORTS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {SIZES}")
+    available = dict(methods_of(cohort))
+    names = list(available) if methods == "all" else ([m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods))
+    unknown = [m for m in names if m not in available]
+    if unknown:
+        raise ValueError(f"{unknown} do not run on {cohort}; choose from {list(available)}")
+    out = Path(out)
+    data, full_dl = out / "data", out / "datalist.json"
+    if not full_dl.is_file():
+        synthesize_cohort(cohort, data, cases=cases, seed=seed, scale=0.4, difficulty=0.0, test_fraction=0.0)
+        build_datalist(data, full_dl, layout=cohort, folds=4)
+    listed = json.loads(full_dl.read_text())
+    data = Path(listed.get("root") or data)  # a datalist placed in OUT beforehand names its own dataset root
+    train_dl = out / "train_datalist.json"
+    write_json_atomic({**listed, "training": [e for e in listed["training"] if e["fold"] != test_fold]}, train_dl)
+    test_ids = [e["case_id"] for e in select_entries(full_dl, "training", folds=[test_fold])]
+    split = (
+        {e["case_id"] for e in select_entries(train_dl, "training", exclude_folds=[val_fold])},
+        {e["case_id"] for e in select_entries(train_dl, "training", folds=[val_fold])},
+    )
+    data_key = hashlib.sha256(full_dl.read_bytes()).hexdigest()[:16]
+
+    from tqdm import tqdm
+
+    results: list[dict] = []
+    order = sorted(names, key=lambda m: m == "ensemble")  # the ensemble after its members
+    for name in tqdm(order, desc=f"compare {cohort}", disable=not progress):
+        kind = available[name]
+        run_dir = out / "methods" / name
+        bundle_epochs = epochs or (1 if size == "smoke" else BUNDLES[name].epochs if kind == "bundle" else None)
+        budget = epochs or (1 if size == "smoke" else max((BUNDLES[b].epochs for b, k in available.items() if k == "bundle"), default=20))
+        key = _key(name, size, bundle_epochs if kind == "bundle" else budget, seed, test_fold, val_fold, data_key)
+        record = run_dir / "result.json"
+        if record.is_file():
+            previous = json.loads(record.read_text())
+            if previous.get("key") == key and previous.get("status") == "done":
+                results.append(previous)
+                continue
+        result = {"name": name, "kind": kind, "key": key, "status": "failed"}
+        try:
+            if kind == "bundle":
+                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, bundle_epochs, test_fold, val_fold, split)
+                ran["epochs"] = bundle_epochs
+            elif kind == "stock MONAI":
+                ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold)
+                ran["epochs"] = budget
+            elif kind == "clinical rule":
+                ran = _run_rule(name.removeprefix("threshold_"), full_dl, run_dir, test_fold)
+            else:
+                done = [r for r in results if r["kind"] == "bundle" and r["status"] == "done"]
+                members = [dict(r, raw_predictions=str(Path(r["evaluation"]).parent / "test_predictions")) for r in done]
+                ran = _run_ensemble(members, test_ids, run_dir)
+            evaluation = run_dir / "evaluation"
+            evaluate(ran["predictions"], full_dl, evaluation, folds=[test_fold])
+            result |= ran | {"status": "done", "evaluation": str(evaluation)}
+        except Exception as err:  # noqa: BLE001 - a failed method is reported, and the others go on
+            result["error"] = "".join(traceback.format_exception_only(type(err), err)).strip()
+            (run_dir).mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+        write_json_atomic(result, record)
+        results.append(result)
+
+    command = "strokezoo " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "strokezoo" else f"strokezoo.compare.compare({cohort!r}, ...)"
+    bundle_epochs_text = ", ".join(f"{r['name']} {r.get('epochs', '–')}" for r in results if r["kind"] == "bundle")
+    preamble = [
+        f"# strokezoo compare: {cohort}",
+        "",
+        "Synthetic cohort: it ranks methods on synthetic physics, not on patients.",
+        "",
+        f"- cohort: {cases} synthetic patients (seed {seed}, scale 0.4, difficulty 0), {len(listed['training'])} studies, 4 patient-level folds",
+        f"- split: test = fold {test_fold} ({len(test_ids)} studies, never seen in training or model selection), "
+        f"validation = fold {val_fold} ({len(split[1])}), training = the rest ({len(split[0])})",
+        f"- size: {size}; epochs: each bundle its own ({bundle_epochs_text}), "
+        f"stock baselines {next((r.get('epochs') for r in results if r['kind'] == 'stock MONAI'), '–')}",
+        f"- command: `{command}`",
+        f"- machine: {_machine()}",
+        f"- paired Wilcoxon signed-rank p of each method's per-case test Dice against {REFERENCE}'s; "
+        "95 % CI: percentile bootstrap of the mean Dice (10,000 resamples, seed 0)",
+    ]
+    ensemble = next((r for r in results if r["name"] == "ensemble" and r["status"] == "done"), None)
+    if ensemble:
+        preamble.append(f"- ensemble: mean lesion probability of {', '.join(ensemble['members'])}, > 0.5")
+    write_leaderboard(results, REFERENCE, out, preamble)
+    return out / "leaderboard.md", results

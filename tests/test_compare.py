@@ -1,0 +1,157 @@
+"""``strokezoo compare``: one split for every method, the test patients never seen in training or model selection,
+a leaderboard whose every figure is what ``strokezoo evaluate`` wrote, statistics that match independent
+computations, failures reported while the others go on, and finished methods not run again."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from strokezoo.compare import bootstrap_ci, bundle_split, compare, methods_of, paired_wilcoxon, split_overrides
+from strokezoo.compare import stock as stock_module
+
+BUNDLE = "stroke_dwi_crossdomain_unet2d"
+
+
+def _exact_wilcoxon_p(a, b) -> float:
+    """Two-sided exact p of the signed-rank statistic by enumerating every sign assignment (no ties, no zeros)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    ranks = np.argsort(np.argsort(np.abs(d))) + 1
+    observed = min(ranks[d > 0].sum(), ranks[d < 0].sum())
+    stats = [
+        min(sum(r for r, s in zip(ranks, signs) if s), sum(r for r, s in zip(ranks, signs) if not s)) for signs in itertools.product([0, 1], repeat=d.size)
+    ]
+    return float(np.mean([s <= observed for s in stats]))
+
+
+def test_wilcoxon_and_bootstrap_against_independent_computations():
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0.2, 0.9, 9)
+    b = a - rng.uniform(0.01, 0.3, 9) * rng.choice([-1, 1], 9, p=[0.25, 0.75])
+    assert paired_wilcoxon(a, b) == pytest.approx(_exact_wilcoxon_p(a, b), rel=1e-9)
+    assert math.isnan(paired_wilcoxon(a, a)) and math.isnan(paired_wilcoxon([0.1, float("nan")], [0.2, 0.3]))
+
+    low, high = bootstrap_ci(a)
+    draws = rng.choice(a, size=(20_000, a.size)).mean(1)  # an independent percentile bootstrap of the mean
+    assert low == pytest.approx(np.percentile(draws, 2.5), abs=0.01) and high == pytest.approx(np.percentile(draws, 97.5), abs=0.01)
+    assert low < a.mean() < high
+    assert all(math.isnan(x) for x in bootstrap_ci([0.5]))
+
+
+def test_every_cohort_lists_its_bundles_the_stock_baselines_and_its_rule():
+    assert [m for m, _ in methods_of("isles2018")] == [
+        "stroke_ct_boundary_attention_unet2d",
+        "stroke_ctp_pseudodwi_slnet2d",
+        "stroke_ctp_transformer_unet2d",
+        "basicunet",
+        "dynunet",
+        "threshold_rcbf",
+        "ensemble",
+    ]
+    assert [m for m, _ in methods_of("isles2015-siss")] == ["stroke_mri_residual_unet3d", "basicunet", "dynunet"]  # no ADC: no rule
+
+
+def test_each_bundle_trains_and_validates_on_the_comparison_split(tmp_path):
+    """For every bundle and stage, the split overrides give exactly the comparison's training and validation
+    patients, read from the parsed configs, whichever way the bundle splits (a validation fold, or a fraction)."""
+    from strokezoo.bundle_info import BUNDLES, cpu_overrides
+
+    entries = [{"case_id": f"c{i}", "patient_id": f"p{i // 2}", "fold": (i // 2) % 4, "label": f"c{i}_ot.nii.gz"} for i in range(24)]
+    train_dl = tmp_path / "train_datalist.json"  # the test fold (0) is not in the training datalist
+    train_dl.write_text(json.dumps({"root": str(tmp_path), "training": [e for e in entries if e["fold"] != 0], "testing": []}))
+    expected = ({e["case_id"] for e in entries if e["fold"] in (2, 3)}, {e["case_id"] for e in entries if e["fold"] == 1})
+    for bundle, info in BUNDLES.items():
+        for stage in info.stages:
+            keys = {"bundle_root": str(tmp_path), "dataset_dir": str(tmp_path), "datalist": str(train_dl), **cpu_overrides(bundle)}
+            assert bundle_split(bundle, stage, {**keys, **split_overrides(bundle, stage, 0, 1)}) == expected, (bundle, stage)
+            # without the overrides the bundle splits otherwise (or finds no validation fold): the check would catch
+            # overrides that did nothing
+            try:
+                own = bundle_split(bundle, stage, keys)
+            except RuntimeError:
+                own = None
+            assert own != expected, (bundle, stage)
+
+
+def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort12, tmp_path, monkeypatch):
+    data, full = cohort12(BUNDLE)
+    out = tmp_path / "cmp"
+    out.mkdir()
+    shutil.copy(full, out / "datalist.json")  # the session's cohort, in place of a synthesis
+    real_train = stock_module.train_stock
+
+    def failing_dynunet(name, *args, **kwargs):  # a failure before any training
+        if name == "dynunet":
+            raise RuntimeError("out of memory (simulated)")
+        return real_train(name, *args, **kwargs)
+
+    monkeypatch.setattr(stock_module, "train_stock", failing_dynunet)
+    methods = f"{BUNDLE},basicunet,dynunet,threshold_adc"
+    report, results = compare("isles2022", methods, "smoke", str(out), progress=False)
+
+    status = {r["name"]: r["status"] for r in results}
+    assert status == {BUNDLE: "done", "basicunet": "done", "dynunet": "failed", "threshold_adc": "done"}
+    assert "out of memory (simulated)" in next(r["error"] for r in results if r["name"] == "dynunet")
+    text = report.read_text()
+    assert "dynunet | stock MONAI | failed: RuntimeError: out of memory (simulated)" in text and "fold 0" in text
+    assert (out / "dice.png").stat().st_size > 0
+
+    test_ids = {e["case_id"] for e in json.loads(full.read_text())["training"] if e["fold"] == 0}
+    trained_on = {e["case_id"] for e in json.loads((out / "train_datalist.json").read_text())["training"]}
+    assert test_ids and not test_ids & trained_on
+
+    with (out / "leaderboard.csv").open() as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    for r in results:
+        if r["status"] != "done":
+            continue
+        summary = json.loads((out / "methods" / r["name"] / "evaluation" / "summary.json").read_text())
+        m, row = summary["metrics"], rows[r["name"]]
+        assert summary["cases"] == len(test_ids) == int(row["n"])
+        for column, (metric, stat) in {
+            "dice_mean": ("dice", "mean"),
+            "dice_sd": ("dice", "sd"),
+            "dice_median": ("dice", "median"),
+            "lesion_f1_mean": ("lesion_f1", "mean"),
+            "hd95_median": ("hd95", "median"),
+            "abs_volume_diff_ml_mean": ("abs_volume_diff_ml", "mean"),
+        }.items():
+            value = m[metric][stat]
+            assert (row[column] == "" and value is None) or float(row[column]) == pytest.approx(value, rel=1e-5, abs=1e-9), (r["name"], column)
+        with (out / "methods" / r["name"] / "evaluation" / "metrics.csv").open() as f:
+            dice = {c["case_id"]: float(c["dice"]) for c in csv.DictReader(f)}
+        assert set(dice) == test_ids
+        if r["name"] != "basicunet":
+            with (out / "methods" / "basicunet" / "evaluation" / "metrics.csv").open() as f:
+                reference = {c["case_id"]: float(c["dice"]) for c in csv.DictReader(f)}
+            cases = sorted(test_ids)
+            expected = paired_wilcoxon([dice[c] for c in cases], [reference[c] for c in cases])
+            assert (
+                (row["wilcoxon_p"] == "" and math.isnan(expected))
+                or (row["wilcoxon_p"] in ("nan", "") and math.isnan(expected))
+                or float(row["wilcoxon_p"]) == pytest.approx(expected, rel=1e-5)
+            )
+
+    # finished methods are not run again; the failed one is
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "methods").rglob("model.pt")}
+    attempts = []
+    monkeypatch.setattr(stock_module, "train_stock", lambda name, *a, **k: attempts.append(name) or failing_dynunet(name, *a, **k))
+    _, again = compare("isles2022", methods, "smoke", str(out), progress=False)
+    assert len(stamps) == 2 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert attempts == ["dynunet"] and {r["name"]: r["status"] for r in again} == status
+
+
+def test_the_stock_networks_take_any_slice_or_volume_size():
+    import torch
+
+    for name in ("basicunet", "dynunet"):
+        net = stock_module.stock_network(name, 2, 5).eval()
+        assert net(torch.randn(2, 5, 50, 38)).shape == (2, 2, 50, 38)
+        net = stock_module.stock_network(name, 3, 4).eval()
+        assert net(torch.randn(1, 4, 20, 18, 17)).shape == (1, 2, 20, 18, 17)
