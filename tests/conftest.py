@@ -150,6 +150,9 @@ LONGEST_TESTS_S = {
     "test_a_training_run_killed_mid_epoch_resumes_to_the_planned_epochs": 30,
     "test_weights_download_by_hash_and_bundle_download_and_load": 28,
     "test_an_exported_zip_passes_the_model_zoo_premerge_checks": 23,
+    "test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does": 25,
+    "test_tables_3_and_4_train_the_segmenter_on_the_perfusion_maps_and_evaluate_it": 20,
+    "test_table_2_fh_star_trains_the_synthesis_without_l_e_then_a_cross_entropy_unet": 15,
 }
 
 

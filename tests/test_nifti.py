@@ -156,3 +156,16 @@ def test_failed_write_leaves_target_untouched(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    """An atomically written output gets the mode a file written with ``open`` gets (the process umask's), not the
+    owner-only 0600 of the temporary file it was written through."""
+    import stat
+
+    from strokezoo.io.atomic import write_text_atomic
+
+    (tmp_path / "plain.txt").write_text("x")
+    write_text_atomic("x", tmp_path / "atomic.txt")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes["atomic.txt"] == modes["plain.txt"], modes

@@ -146,10 +146,12 @@ def _run_bundle(bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Pat
     infer.finalize()
     cases = len(infer.parser.get_parsed_content("entries"))
     infer_seconds = (time.perf_counter() - t0) / max(cases, 1)
-    if "modalities" in infer.parser:  # one mask per modality (cross-domain bundle): the DWI's is the cohort's label
+    per_modality = sorted(pred.glob("*_dwi.nii.gz"))
+    if per_modality and not any((pred / p.name.replace("_dwi.nii.gz", ".nii.gz")).exists() for p in per_modality):
+        # one mask per modality (the cross-domain bundle): the DWI's is the one of the cohort's label (the DWI lesion)
         scored = out / "test_masks"
         scored.mkdir(exist_ok=True)
-        for p in pred.glob("*_dwi.nii.gz"):
+        for p in per_modality:
             target = scored / p.name.replace("_dwi.nii.gz", ".nii.gz")
             if not target.exists():
                 os.link(p, target)
@@ -288,7 +290,9 @@ def compare(
                 members = [dict(r, raw_predictions=str(Path(r["evaluation"]).parent / "test_predictions")) for r in done]
                 ran = _run_ensemble(members, test_ids, run_dir)
             evaluation = run_dir / "evaluation"
-            evaluate(ran["predictions"], full_dl, evaluation, folds=[test_fold])
+            scored = evaluate(ran["predictions"], full_dl, evaluation, folds=[test_fold])
+            if scored["failures"] or scored["cases"] != len(test_ids):
+                raise RuntimeError(f"{scored['cases']} of {len(test_ids)} test cases scored: {scored['failures']}")
             result |= ran | {"status": "done", "evaluation": str(evaluation)}
         except Exception as err:  # noqa: BLE001 - a failed method is reported, and the others go on
             result["error"] = "".join(traceback.format_exception_only(type(err), err)).strip()

@@ -85,7 +85,7 @@ def leaderboard_rows(results: list[dict], reference: str | None) -> list[dict]:
             low, high = bootstrap_ci(list(dice[r["name"]].values()))
             p = float("nan")
             if reference in dice and r["name"] != reference:
-                cases = sorted(dice[reference])
+                cases = sorted(set(dice[reference]) & set(dice[r["name"]]))  # the test cases (each method scored them all)
                 p = paired_wilcoxon([dice[r["name"]][c] for c in cases], [dice[reference][c] for c in cases])
             row |= {
                 "n": m["dice"]["n"],

@@ -18,10 +18,21 @@ from pathlib import Path
 __all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "write_csv_atomic"]
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, so read once, at import: a second thread never sees it changed)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so format-sniffing writers work); on success
-    it replaces ``path``, on error it is removed and ``path`` is left as it was."""
+    it replaces ``path``, with the permissions a plain ``open`` would give it (the process umask, not ``mkstemp``'s
+    owner-only 0600), on error it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
@@ -29,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
