@@ -5,10 +5,10 @@ computations, failures reported while the others go on, and finished methods not
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -78,12 +78,18 @@ def test_each_bundle_trains_and_validates_on_the_comparison_split(tmp_path):
                 own = None
             assert own != expected, (bundle, stage)
 
+    # a datalist without the test or the validation fold is refused by name, before any method runs
+    two_folds = tmp_path / "two_folds.json"
+    two_folds.write_text(json.dumps({"root": str(tmp_path), "training": [e for e in entries if e["fold"] in (0, 2)], "testing": []}))
+    with pytest.raises(ValueError, match=r"two_folds.json: its training entries need folds 0 \(test\) and 1 \(validation\)"):
+        compare("isles2018", "threshold_rcbf", "smoke", str(tmp_path / "out"), datalist=str(two_folds), progress=False)
+    assert not (tmp_path / "out").exists()
+
 
 def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort12, tmp_path, monkeypatch):
     data, full = cohort12(BUNDLE)
     out = tmp_path / "cmp"
-    out.mkdir()
-    shutil.copy(full, out / "datalist.json")  # the session's cohort, in place of a synthesis
+    digest = hashlib.sha256(full.read_bytes()).hexdigest()
     real_train = stock_module.train_stock
 
     def failing_dynunet(name, *args, **kwargs):  # a failure before any training
@@ -93,7 +99,7 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
 
     monkeypatch.setattr(stock_module, "train_stock", failing_dynunet)
     methods = f"{BUNDLE},basicunet,dynunet,threshold_adc"
-    report, results = compare("isles2022", methods, "smoke", str(out), progress=False)
+    report, results = compare("isles2022", methods, "smoke", str(out), progress=False, datalist=str(full))  # the session's cohort
 
     status = {r["name"]: r["status"] for r in results}
     assert status == {BUNDLE: "done", "basicunet": "done", "dynunet": "failed", "threshold_adc": "done"}
@@ -142,9 +148,10 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
     stamps = {p: p.stat().st_mtime_ns for p in (out / "methods").rglob("model.pt")}
     attempts = []
     monkeypatch.setattr(stock_module, "train_stock", lambda name, *a, **k: attempts.append(name) or failing_dynunet(name, *a, **k))
-    _, again = compare("isles2022", methods, "smoke", str(out), progress=False)
+    _, again = compare("isles2022", methods, "smoke", str(out), progress=False, datalist=str(full))
     assert len(stamps) == 2 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert attempts == ["dynunet"] and {r["name"]: r["status"] for r in again} == status
+    assert hashlib.sha256(full.read_bytes()).hexdigest() == digest and not list(data.rglob("*_prob.nii.gz"))  # inputs untouched
 
 
 def test_the_stock_networks_take_any_slice_or_volume_size():

@@ -276,8 +276,11 @@ def compare(
     epochs: int | None = None,
     cases: int = 12,
     seed: int = 3,
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
 ) -> None:
-    """Train every method of a synthetic cohort, the stock MONAI baselines (BasicUNet, DynUNet) and the cohort's
+    """Train every method of a synthetic cohort (or of real data: --dataset_dir in the cohort's release layout, or a
+    --datalist with patient-level folds), the stock MONAI baselines (BasicUNet, DynUNet) and the cohort's
     clinical threshold rule on one patient-level split with one budget, score the test split with `strokezoo
     evaluate` and write OUT/leaderboard.md, leaderboard.csv and dice.png. Exits 1 if a method failed (the others
     still run and are reported). Methods that finished with the same settings are not run again.
@@ -291,11 +294,12 @@ def compare(
     from .compare import COHORTS
     from .compare import compare as run_compare
 
-    if cohort == "all" and methods != "all":
-        raise ValueError("--cohort all runs every method of every cohort (--methods all)")
+    if cohort == "all" and (methods != "all" or dataset_dir or datalist):
+        raise ValueError("--cohort all runs every method of every synthetic cohort (--methods all, no --dataset_dir or --datalist)")
     failed = []
     for c in COHORTS if cohort == "all" else [cohort]:
-        report, results = run_compare(c, methods, size, os.path.join(out, c) if cohort == "all" else out, epochs, cases, seed)
+        target = os.path.join(out, c) if cohort == "all" else out
+        report, results = run_compare(c, methods, size, target, epochs, cases, seed, dataset_dir=dataset_dir, datalist=datalist)
         print(f"wrote {report}")
         failed += [r for r in results if r["status"] != "done"]
     if failed:

@@ -224,11 +224,14 @@ def compare(
     test_fold: int = 0,
     val_fold: int = 1,
     progress: bool = True,
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
 ) -> tuple[Path, list[dict]]:
-    """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), split it, run ``methods`` (``"all"`` or names
-    from :func:`methods_of`), score the test split and write ``out/leaderboard.md``, ``.csv`` and ``dice.png``.
-    Returns the leaderboard's path and the method results (a failed method has ``status`` ``"failed"`` and its
-    ``error``)."""
+    """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), or take a real dataset in its release layout
+    (``dataset_dir``: a 4-fold datalist is built in ``out``) or a datalist with patient-level folds (``datalist``,
+    read in place), split it, run ``methods`` (``"all"`` or names from :func:`methods_of`), score the test split and
+    write ``out/leaderboard.md``, ``.csv`` and ``dice.png``. Returns the leaderboard's path and the method results (a
+    failed method has ``status`` ``"failed"`` and its ``error``)."""
     from ..data.datalist import build_datalist, select_entries
     from ..metrics.evaluate import evaluate
     from ..synth import synthesize_cohort
@@ -244,12 +247,17 @@ def compare(
     if unknown:
         raise ValueError(f"{unknown} do not run on {cohort}; choose from {list(available)}")
     out = Path(out)
-    data, full_dl = out / "data", out / "datalist.json"
+    data, full_dl = Path(dataset_dir or out / "data"), Path(datalist or out / "datalist.json")
     if not full_dl.is_file():
-        synthesize_cohort(cohort, data, cases=cases, seed=seed, scale=0.4, difficulty=0.0, test_fraction=0.0)
+        if datalist:
+            raise FileNotFoundError(f"{datalist}: no such datalist")
+        if not dataset_dir:
+            synthesize_cohort(cohort, data, cases=cases, seed=seed, scale=0.4, difficulty=0.0, test_fraction=0.0)
         build_datalist(data, full_dl, layout=cohort, folds=4)
     listed = json.loads(full_dl.read_text())
-    data = Path(listed.get("root") or data)  # a datalist placed in OUT beforehand names its own dataset root
+    data = Path(listed.get("root") or full_dl.parent)  # the dataset root the datalist names
+    if not {test_fold, val_fold} <= {e.get("fold") for e in listed.get("training", [])}:
+        raise ValueError(f"{full_dl}: its training entries need folds {test_fold} (test) and {val_fold} (validation)")
     train_dl = out / "train_datalist.json"
     write_json_atomic({**listed, "training": [e for e in listed["training"] if e["fold"] != test_fold]}, train_dl)
     test_ids = [e["case_id"] for e in select_entries(full_dl, "training", folds=[test_fold])]
@@ -308,7 +316,11 @@ def compare(
         "",
         "Synthetic cohort: it ranks methods on synthetic physics, not on patients.",
         "",
-        f"- cohort: {cases} synthetic patients (seed {seed}, scale 0.4, difficulty 0), {len(listed['training'])} studies, 4 patient-level folds",
+        (
+            f"- cohort: {cases} synthetic patients (seed {seed}, scale 0.4, difficulty 0), {len(listed['training'])} studies, 4 patient-level folds"
+            if not (dataset_dir or datalist)
+            else f"- cohort: `{full_dl}` ({len(listed['training'])} studies, patient-level folds)"
+        ),
         f"- split: test = fold {test_fold} ({len(test_ids)} studies, never seen in training or model selection), "
         f"validation = fold {val_fold} ({len(split[1])}), training = the rest ({len(split[0])})",
         f"- size: {size}; epochs: each bundle its own ({bundle_epochs_text}), "
