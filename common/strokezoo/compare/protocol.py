@@ -13,7 +13,8 @@ validation split, the rest is training, for every method:
 
 Every method's test masks are scored by :func:`strokezoo.metrics.evaluate.evaluate`; the leaderboard reads its
 output (:mod:`strokezoo.compare.report`). A method that fails is reported with its error and the others go on.
-Finished methods are not run again: each keeps ``result.json`` keyed on its settings, the seed and the datalist.
+Finished methods are not run again: each keeps ``result.json`` keyed on its settings, the seed, the datalist and what
+it depends on (a bundle's configs, the stock baselines' code, an ensemble's members).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle_info import BUNDLES, config_files, cpu_overrides
+from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides
 from ..io.atomic import write_json_atomic
 
 __all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split"]
@@ -98,6 +99,10 @@ def bundle_split(bundle: str, stage: str, keys: dict) -> tuple[set[str], set[str
 
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _files_key(paths: list[Path]) -> str:
+    return _key(*((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths))
 
 
 def _run_bundle(bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Path, size: str, epochs: int, test_fold: int, val_fold: int, split: tuple) -> dict:
@@ -276,7 +281,13 @@ def compare(
         run_dir = out / "methods" / name
         bundle_epochs = epochs or (1 if size == "smoke" else BUNDLES[name].epochs if kind == "bundle" else None)
         budget = epochs or (1 if size == "smoke" else max((BUNDLES[b].epochs for b, k in available.items() if k == "bundle"), default=20))
-        key = _key(name, size, bundle_epochs if kind == "bundle" else budget, seed, test_fold, val_fold, data_key)
+        # what the result depends on: a bundle's configs, the stock baselines' code, an ensemble's members
+        depends = {
+            "bundle": lambda: _files_key(sorted((bundles_dir() / name / "configs").glob("*.json"))),
+            "stock MONAI": lambda: _files_key([Path(__file__).with_name("stock.py")]),
+            "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
+        }.get(kind, lambda: None)()
+        key = _key(name, size, bundle_epochs if kind == "bundle" else budget, seed, test_fold, val_fold, data_key, depends)
         record = run_dir / "result.json"
         if record.is_file():
             previous = json.loads(record.read_text())
