@@ -17,31 +17,33 @@ _STEPS = (
 )
 
 
-def train_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, overrides: dict | None = None) -> Path:
-    """Train ``bundle`` into ``out`` with its :func:`cpu_overrides` (then ``overrides``, config keys of training
-    only), no augmentation, for ``epochs`` on ``datalist`` (validation = ``val_fold``, every 5 epochs), running each
-    of its training stages in turn; returns the best checkpoint of the last stage (``<ckpt_dir>/model.pt``)."""
+def train_bundle(
+    bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, overrides: dict | None = None, cpu: bool = True
+) -> tuple[Path, float]:
+    """Train ``bundle`` into ``out`` for ``epochs`` on ``datalist`` (validation = ``val_fold``, every 5 epochs),
+    running each of its training stages in turn, with its :func:`cpu_overrides` and no augmentation (``cpu``; else
+    the configs as shipped), then ``overrides`` (config keys of training only); returns the best checkpoint of the
+    last stage (``<ckpt_dir>/model.pt``) and that stage's best validation metric."""
     from monai.bundle import ConfigWorkflow
 
     for stage in BUNDLES[bundle].stages:
-        train = ConfigWorkflow(
-            config_file=config_files(bundle, stage),
-            workflow_type="train",
-            epochs=epochs,
-            val_interval=min(5, epochs),
-            bundle_root=str(out),
-            dataset_dir=str(data),
-            datalist=str(datalist),
-            val_fold=val_fold,
-            fold=val_fold,
-            **{"train#random_transforms": []},
-            **cpu_overrides(bundle),
+        keys = {
+            "epochs": epochs,
+            "val_interval": min(5, epochs),
+            "bundle_root": str(out),
+            "dataset_dir": str(data),
+            "datalist": str(datalist),
+            "val_fold": val_fold,
+            "fold": val_fold,
+            **({"train#random_transforms": [], **cpu_overrides(bundle)} if cpu else {}),
             **(overrides or {}),
-        )
+        }
+        train = ConfigWorkflow(config_file=config_files(bundle, stage), workflow_type="train", **keys)
         train.initialize()
         train.run()
         train.finalize()
-    return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt"
+    best = float(train.parser.get_parsed_content("validate#evaluator").state.best_metric)
+    return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt", best
 
 
 def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, train_overrides: dict | None = None) -> dict:

@@ -105,29 +105,22 @@ def _files_key(paths: list[Path]) -> str:
     return _key(*((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths))
 
 
-def _run_bundle(bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Path, size: str, epochs: int, test_fold: int, val_fold: int, split: tuple) -> dict:
+def _run_bundle(
+    bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Path, size: str, epochs: int, test_fold: int, val_fold: int, split: tuple, overrides: dict
+) -> dict:
     from monai.bundle import ConfigWorkflow
+
+    from ..demo import train_bundle
 
     cpu = cpu_overrides(bundle) if size != "paper" else {}
     common = {"bundle_root": str(out), "dataset_dir": str(data), **cpu}
-    t0 = time.perf_counter()
+    keys = {k: v for stage in BUNDLES[bundle].stages for k, v in split_overrides(bundle, stage, test_fold, val_fold).items()}
     for stage in BUNDLES[bundle].stages:
-        keys = {"datalist": str(train_dl), **split_overrides(bundle, stage, test_fold, val_fold)}
-        seen = bundle_split(bundle, stage, {**common, **keys})
+        seen = bundle_split(bundle, stage, {**common, "datalist": str(train_dl), "val_fold": val_fold, **keys, **overrides})
         if seen != split:
             raise RuntimeError(f"{bundle} ({stage}) would train on {sorted(seen[0])} and validate on {sorted(seen[1])}, not the comparison's split")
-        train = ConfigWorkflow(
-            config_file=config_files(bundle, stage),
-            workflow_type="train",
-            epochs=epochs,
-            val_interval=min(5, epochs),
-            **({"train#random_transforms": []} if size != "paper" else {}),
-            **common,
-            **keys,
-        )
-        train.initialize()
-        train.run()
-        train.finalize()
+    t0 = time.perf_counter()
+    _, best_val = train_bundle(bundle, data, train_dl, out, epochs, val_fold, {**keys, **overrides}, cpu=size != "paper")
     train_seconds = time.perf_counter() - t0
     pred = out / "test_predictions"
     infer_keys = {
@@ -161,7 +154,7 @@ def _run_bundle(bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Pat
             if not target.exists():
                 os.link(p, target)
         pred = scored
-    return {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds}
+    return {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds, "best_val_dice": best_val}
 
 
 def _run_stock(name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path, epochs: int, seed: int, test_fold: int, val_fold: int) -> dict:
@@ -174,10 +167,10 @@ def _run_stock(name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path,
     trained = train_stock(name, train, val, keys, dims, out, epochs, seed=seed)
     pred = out / "test_predictions"
     per_volume = infer_stock(name, out / "model.pt", select_entries(full_dl, "training", folds=[test_fold]), keys, dims, pred)
-    return {"predictions": str(pred), "train_seconds": trained["train_seconds"], "infer_seconds_per_volume": per_volume}
+    return {"predictions": str(pred), "infer_seconds_per_volume": per_volume, **{k: trained[k] for k in ("train_seconds", "best_val_dice")}}
 
 
-def _run_rule(rule: str, full_dl: Path, out: Path, test_fold: int) -> dict:
+def _run_rule(rule: str, full_dl: Path, out: Path) -> dict:
     from ..baselines import predict_datalist
 
     pred = out / "test_predictions"
@@ -231,12 +224,14 @@ def compare(
     progress: bool = True,
     dataset_dir: str | None = None,
     datalist: str | None = None,
+    overrides: dict | None = None,
 ) -> tuple[Path, list[dict]]:
     """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), or take a real dataset in its release layout
     (``dataset_dir``: a 4-fold datalist is built in ``out``) or a datalist with patient-level folds (``datalist``,
     read in place), split it, run ``methods`` (``"all"`` or names from :func:`methods_of`), score the test split and
     write ``out/leaderboard.md``, ``.csv`` and ``dice.png``. Returns the leaderboard's path and the method results (a
-    failed method has ``status`` ``"failed"`` and its ``error``)."""
+    failed method has ``status`` ``"failed"`` and its ``error``; a trained one its ``best_val_dice``). ``overrides``:
+    training config keys given to every bundle (e.g. another CPU recipe; part of the resume key)."""
     from ..data.datalist import build_datalist, select_entries
     from ..metrics.evaluate import evaluate
     from ..synth import synthesize_cohort
@@ -287,7 +282,8 @@ def compare(
             "stock MONAI": lambda: _files_key([Path(__file__).with_name("stock.py")]),
             "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
         }.get(kind, lambda: None)()
-        key = _key(name, size, bundle_epochs if kind == "bundle" else budget, seed, test_fold, val_fold, data_key, depends)
+        settings = (size, bundle_epochs, overrides) if kind == "bundle" else (size, budget)
+        key = _key(name, *settings, seed, test_fold, val_fold, data_key, depends)
         record = run_dir / "result.json"
         if record.is_file():
             previous = json.loads(record.read_text())
@@ -297,13 +293,13 @@ def compare(
         result = {"name": name, "kind": kind, "key": key, "status": "failed"}
         try:
             if kind == "bundle":
-                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, bundle_epochs, test_fold, val_fold, split)
+                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, bundle_epochs, test_fold, val_fold, split, overrides or {})
                 ran["epochs"] = bundle_epochs
             elif kind == "stock MONAI":
                 ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold)
                 ran["epochs"] = budget
             elif kind == "clinical rule":
-                ran = _run_rule(name.removeprefix("threshold_"), full_dl, run_dir, test_fold)
+                ran = _run_rule(name.removeprefix("threshold_"), full_dl, run_dir)
             else:
                 done = [r for r in results if r["kind"] == "bundle" and r["status"] == "done"]
                 members = [dict(r, raw_predictions=str(Path(r["evaluation"]).parent / "test_predictions")) for r in done]
@@ -315,7 +311,7 @@ def compare(
             result |= ran | {"status": "done", "evaluation": str(evaluation)}
         except Exception as err:  # noqa: BLE001 - a failed method is reported, and the others go on
             result["error"] = "".join(traceback.format_exception_only(type(err), err)).strip()
-            (run_dir).mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc())
         write_json_atomic(result, record)
         results.append(result)

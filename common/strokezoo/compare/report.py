@@ -10,6 +10,7 @@ output), never recomputed: the mean, SD (ddof 1), median and n of Dice, the mean
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,8 +75,6 @@ def per_case_dice(evaluation: Path) -> dict[str, float]:
 def leaderboard_rows(results: list[dict], reference: str | None) -> list[dict]:
     """One row per method result (``name``, ``kind``, ``status``, and for a finished method its ``evaluation``
     folder and timings); ``wilcoxon_p`` pairs each method's per-case Dice with ``reference``'s on the same cases."""
-    import json
-
     dice = {r["name"]: per_case_dice(Path(r["evaluation"])) for r in results if r["status"] == "done"}
     rows = []
     for r in results:

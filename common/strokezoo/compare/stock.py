@@ -84,7 +84,8 @@ def _volume_transform(keys: Sequence[str], with_label: bool) -> Compose:
     )
 
 
-def _augment(spatial_dims: int) -> list:
+def _augment() -> list:
+    """MONAI's tutorial augmentations: a left-right flip, intensity scaling and shifting."""
     return [
         RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
         RandScaleIntensityd("image", factors=0.1, prob=1.0),
@@ -101,14 +102,18 @@ def _inferer(spatial_dims: int):
 def _train_loader(entries: list[dict], keys: Sequence[str], spatial_dims: int) -> DataLoader:
     prep = _volume_transform(keys, with_label=True)
     if spatial_dims == 2:
-        dataset = SliceDataset(entries, volume_transform=prep, transform=Compose(_augment(2)), keys=("image", "label"))
+        dataset = SliceDataset(entries, volume_transform=prep, transform=Compose(_augment()), keys=("image", "label"))
         return DataLoader(dataset, batch_size=16, shuffle=True, num_workers=0)
     crop = [
         SpatialPadd(["image", "label"], spatial_size=PATCH_3D),
         RandCropByPosNegLabeld(["image", "label"], label_key="label", spatial_size=PATCH_3D, pos=1, neg=1, num_samples=4),
     ]
-    dataset = Dataset(entries, transform=Compose([*prep.transforms, *crop, *_augment(3)]))
+    dataset = Dataset(entries, transform=Compose([*prep.transforms, *crop, *_augment()]))
     return DataLoader(dataset, batch_size=2, shuffle=True, num_workers=0, collate_fn=list_data_collate)
+
+
+def _onehot(mask: torch.Tensor) -> torch.Tensor:
+    return torch.cat([~mask, mask], 1).float()
 
 
 def _validation_dice(net: nn.Module, volumes: list[dict], spatial_dims: int) -> float:
@@ -116,10 +121,9 @@ def _validation_dice(net: nn.Module, volumes: list[dict], spatial_dims: int) -> 
     net.eval()
     with torch.no_grad():
         for v in volumes:
-            pred = inferer(v["image"][None], net).argmax(1, keepdim=True)
+            pred = inferer(v["image"][None], net).argmax(1, keepdim=True) > 0
             label = v["label"][None] > 0
-            onehot = lambda m: torch.cat([~m, m], 1).float()  # noqa: E731
-            scores.append(float(compute_dice(onehot(pred > 0), onehot(label), include_background=False, ignore_empty=False).mean()))
+            scores.append(float(compute_dice(_onehot(pred), _onehot(label), include_background=False, ignore_empty=False).mean()))
     net.train()
     return float(np.mean(scores)) if scores else float("nan")
 
@@ -129,7 +133,7 @@ def train_stock(
 ) -> dict:
     """Train stock network ``name`` on the ``train`` entries, validating on ``val`` every ``val_interval`` epochs
     and at the end; the best network's weights go to ``out/model.pt``. Returns the seconds taken, the epochs and
-    the best validation Dice."""
+    the best validation Dice (``best_val_dice``)."""
     set_determinism(seed)
     t0 = time.perf_counter()
     net = stock_network(name, spatial_dims, len(keys))

@@ -15,8 +15,6 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .slnet import pad_to_multiple
-
 __all__ = ["ContextEncoder", "PseudoDWISLNet", "PARTS"]
 
 #: The networks that can be trained; the sequential variant of Table 5 trains them one after another.
@@ -69,8 +67,6 @@ class PseudoDWISLNet(nn.Module):
         segmenter: Φ_s, 1 → 2 channels.
         context_encoder: Φ_c, 1 channel → vector.
         maps: number of perfusion maps in front of the input (4: CBF, CBV, MTT, Tmax).
-        divisor: slices are zero-padded to a multiple of this (2^4 for U-Nets of five levels) and the outputs
-            cropped back, so any slice size works.
         trained_parts: the networks that learn (all of :data:`PARTS` end-to-end); the others run without
             gradients and in eval mode. Φ_c learns whenever the extractor or the generator does (Sec. 3.4).
     """
@@ -82,12 +78,11 @@ class PseudoDWISLNet(nn.Module):
         segmenter: nn.Module,
         context_encoder: nn.Module,
         maps: int = 4,
-        divisor: int = 16,
         trained_parts: Iterable[str] = PARTS,
     ) -> None:
         super().__init__()
         self.extractor, self.generator, self.segmenter, self.context_encoder = extractor, generator, segmenter, context_encoder
-        self.maps, self.divisor = maps, divisor
+        self.maps = maps
         self.trained_parts = tuple(trained_parts)
 
     @property
@@ -122,20 +117,13 @@ class PseudoDWISLNet(nn.Module):
         return net(x)
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
-        x, crop = pad_to_multiple(x, self.divisor)
-        reference = None if reference is None else pad_to_multiple(reference, self.divisor)[0]
-        out = self._forward(x, reference, crop)
-        return out[crop] if reference is None else {k: v if k == "context" else v[crop] for k, v in out.items()}
-
-    def _forward(self, x: torch.Tensor, reference: torch.Tensor | None, crop: tuple[slice, ...]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Any slice size: each U-Net pads its own input to its divisor and crops its output back (:class:`SLNet`), so
+        Φ_c sees the slices themselves."""
         maps_mip, frames = x[:, : self.maps + 1], x[:, self.maps + 1 :]
         features = self._run("extractor", frames)
         pseudo_dwi = self._run("generator", torch.cat([maps_mip, features], 1))
         logits = self._run("segmenter", pseudo_dwi)
         if reference is None:
             return torch.cat([logits, pseudo_dwi, features], 1)
-        n = x.shape[0]
-        # Φ_c sees the slice itself, not the zero padding that makes it divisible (the padded border of I_g and F_h is
-        # the networks' output there, of I_d zeros: it would add a difference that is no part of the image)
-        context = self.context_encoder(torch.cat([pseudo_dwi[crop], features[crop], reference[crop].to(pseudo_dwi.dtype)], 0))
-        return {"logits": logits, "pseudo_dwi": pseudo_dwi, "features": features, "context": context.reshape(3, n, -1)}
+        context = self.context_encoder(torch.cat([pseudo_dwi, features, reference.to(pseudo_dwi.dtype)], 0))
+        return {"logits": logits, "pseudo_dwi": pseudo_dwi, "features": features, "context": context.reshape(3, x.shape[0], -1)}
