@@ -23,7 +23,7 @@ from strokezoo.data.datalist import build_datalist
 from strokezoo.data.stacked import stack_case
 from strokezoo.errors import InputError
 
-from conftest import bundle_run, tree_digest, untrained_checkpoint
+from conftest import bundle_run, strokezoo_cli, tree_digest, untrained_checkpoint
 
 
 def _rewrite(src: str, dst: Path, data=None, affine=None) -> str:
@@ -196,11 +196,7 @@ def test_evaluate_scores_what_it_can_refuses_a_label_that_is_not_a_mask_and_exit
             arr[tuple(s // 2 for s in arr.shape)] = 255  # at least one lesion voxel
         nib.save(nib.Nifti1Image(arr.astype(np.uint8), img.affine), entry["label"])
     before = tree_digest(data)
-    r = subprocess.run(
-        [sys.executable, "-m", "strokezoo.cli", "evaluate", "--pred", str(pred), "--ref", str(tmp_path / "datalist.json"), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-    )
+    r = strokezoo_cli("evaluate", "--pred", pred, "--ref", tmp_path / "datalist.json", "--out", tmp_path / "out")
     assert r.returncode == 1, r.stderr[-2000:]
     assert f"cannot evaluate {three['case_id']}: {three['label']}: label is not binary: values [0, 1, 2]" in r.stderr
     assert f"{scaled['label']}: label stored as {{0, 255}} (scaled integer?); binarised as > 0" in r.stderr

@@ -17,13 +17,23 @@ from strokezoo.data.datalist import build_datalist
 from strokezoo.errors import InputError
 from strokezoo.io.nifti import load_nifti
 
-from conftest import tree_digest
+from conftest import strokezoo_cli, tree_digest
 
 CLI = [sys.executable, "-m", "strokezoo.cli"]
 
+run = strokezoo_cli
 
-def run(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+def test_the_installed_command_runs_as_a_process(tmp_path):
+    """The other tests call the CLI in-process; this runs the installed ``strokezoo`` executable: its help, and a
+    refused input named on stderr with exit status 2."""
+    exe = Path(sys.executable).with_name("strokezoo")
+    r = subprocess.run([str(exe), "datalist", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "strokezoo datalist" in r.stdout + r.stderr
+    r = subprocess.run(
+        [str(exe), "datalist", "--root", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and str(tmp_path / "missing") in r.stderr and not (tmp_path / "x.json").exists()
 
 
 @pytest.mark.parametrize("command", ["synth", "datalist", "evaluate", "evaluate-raters", "grid-search", "baseline", "show", "demo"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +13,8 @@ from monai.data import MetaTensor
 from strokezoo.errors import InputError
 from strokezoo.metrics.grid_search import eq2_score, grid_search
 from strokezoo.transforms import LesionFilterd, filter_lesions
+
+from conftest import strokezoo_cli
 
 
 def test_filter_lesions_by_hand():
@@ -133,9 +133,5 @@ def test_pooled_table1_row_at_the_chosen_pair(cv_maps, tmp_path):
 def test_cli_reports_a_missing_map_and_still_searches(cv_maps, tmp_path):
     probs, ref = cv_maps
     (probs / "c2_prob.nii.gz").unlink()
-    r = subprocess.run(
-        [sys.executable, "-m", "strokezoo.cli", "grid-search", "--probs", str(probs), "--ref", str(ref), "--out", str(tmp_path / "g")],
-        capture_output=True,
-        text=True,
-    )
+    r = strokezoo_cli("grid-search", "--probs", probs, "--ref", ref, "--out", tmp_path / "g")
     assert r.returncode == 1 and "c2_prob.nii.gz: no probability map" in r.stderr and "over 2 cases" in r.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -16,7 +14,7 @@ from strokezoo.data.datalist import build_datalist
 from strokezoo.metrics.agreement import kappa_level
 from strokezoo.metrics.rater_study import bland_altman, evaluate_raters
 
-from conftest import tree_digest
+from conftest import strokezoo_cli, tree_digest
 
 
 def dice(a, b) -> float:
@@ -91,11 +89,7 @@ def test_one_mask_per_case_and_a_missing_prediction_is_reported_after_the_others
     assert s["failures"][0]["case_id"] == entries[0]["case_id"]
     assert "_dwi.nii.gz" in s["failures"][0]["error"]
     assert not (tmp_path / "one" / "agreement.csv").exists() and not s["bland_altman"]
-    r = subprocess.run(
-        [sys.executable, "-m", "strokezoo.cli", "evaluate-raters", "--pred", str(pred), "--ref", str(dl), "--out", str(tmp_path / "cli")],
-        capture_output=True,
-        text=True,
-    )
+    r = strokezoo_cli("evaluate-raters", "--pred", pred, "--ref", dl, "--out", tmp_path / "cli")
     assert r.returncode == 1 and "no dwi prediction" in r.stderr
     assert (tmp_path / "cli" / "report.md").exists()
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from strokezoo.data.stacked import channel_slices, stack_case, stacked_keys
 from strokezoo.errors import InputError
 from strokezoo.transforms import LoadModalitiesd
 
-from conftest import tree_digest
+from conftest import strokezoo_cli, tree_digest
 
 
 def test_channel_slices_give_one_channel_per_volume_and_the_rest_to_the_series():
@@ -95,19 +92,11 @@ def test_stack_command_keeps_going_and_lists_the_failures(tmp_path, cohort):
     broken = cases[1]
     nib.save(nib.Nifti1Image(np.ones((5, 5, 2), np.float32), np.eye(4)), broken["ttp"])  # off the case's grid
     before = tree_digest(data)
-    r = subprocess.run(
-        [sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(tmp_path / "studies")],
-        capture_output=True,
-        text=True,
-    )
+    r = strokezoo_cli("stack", data, "--bundle", "stroke_mri_crossattention_unet2d", "--out", tmp_path / "studies")
     assert r.returncode == 1, r.stderr
     assert f"{broken['case_id']}: {broken['ttp']}: shape (5, 5, 2) differs" in r.stderr
     written = sorted(p.name for p in (tmp_path / "studies").iterdir())
     assert written == sorted(f"{c['case_id']}.nii.gz" for c in cases if c is not broken)
     assert tree_digest(data) == before  # nothing under the input root changed
-    inside = subprocess.run(
-        [sys.executable, "-m", "strokezoo.cli", "stack", str(data), "--bundle", "stroke_mri_crossattention_unet2d", "--out", str(data / "studies")],
-        capture_output=True,
-        text=True,
-    )
+    inside = strokezoo_cli("stack", data, "--bundle", "stroke_mri_crossattention_unet2d", "--out", data / "studies")
     assert inside.returncode == 2 and "is inside the input folder" in inside.stderr

@@ -286,7 +286,8 @@ def compare(
     still run and are reported). Methods that finished with the same settings are not run again.
 
     Cohorts: isles2018, isles2022, isles2017, isles2015-siss, or all (each into OUT/<cohort>/). Sizes: smoke (CPU-sized, 1 epoch), cpu (CPU-sized,
-    each bundle's smoke epochs), paper (the configs as shipped, for a GPU). METHODS: "all" or a comma-separated list.
+    every method the cohort's epochs: isles2018 40, isles2022 20, isles2017 25, isles2015-siss 2), paper (the configs as
+    shipped, for a GPU, at the same epochs unless --epochs). METHODS: "all" or a comma-separated list.
 
     Example:
         strokezoo compare --cohort isles2018 --methods all --size cpu --out compare_isles2018

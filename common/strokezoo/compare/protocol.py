@@ -35,16 +35,19 @@ from ..io.atomic import write_json_atomic
 
 __all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split"]
 
-#: cohort (release layout) -> (clinical threshold rule or None, stock baselines' input modalities, spatial dims)
+#: cohort (release layout) -> (clinical threshold rule or None, stock baselines' input modalities, spatial dims,
+#: the epochs every method trains at ``--size cpu``: the 2D cohorts' budgets run in minutes on 2 CPU cores; SISS's
+#: 3D patches make each epoch long)
 COHORTS = {
-    "isles2018": ("rcbf", ("ct", "cbf", "cbv", "mtt", "tmax"), 2),
-    "isles2022": ("adc", ("dwi", "adc"), 2),
-    "isles2017": ("adc", ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"), 2),
-    "isles2015-siss": (None, ("flair", "t1", "t2", "dwi"), 3),
+    "isles2018": ("rcbf", ("ct", "cbf", "cbv", "mtt", "tmax"), 2, 40),
+    "isles2022": ("adc", ("dwi", "adc"), 2, 20),
+    "isles2017": ("adc", ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"), 2, 25),
+    "isles2015-siss": (None, ("flair", "t1", "t2", "dwi"), 3, 2),
 }
 
-#: ``smoke``: the CPU-sized configs (configs/smoke.json), 1 epoch by default; ``cpu``: the same at each bundle's
-#: smoke_epochs; ``paper``: the configs as shipped, for a GPU.
+#: ``smoke``: the CPU-sized configs (configs/smoke.json), 1 epoch by default; ``cpu``: the same, every method for
+#: the cohort's epochs (:data:`COHORTS`); ``paper``: the configs as shipped, for a GPU, at the same epochs unless
+#: ``epochs`` is given.
 SIZES = ("smoke", "cpu", "paper")
 
 REFERENCE = "basicunet"
@@ -161,7 +164,7 @@ def _run_stock(name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path,
     from ..data.datalist import select_entries
     from .stock import infer_stock, train_stock
 
-    _, keys, dims = COHORTS[cohort]
+    _, keys, dims, _ = COHORTS[cohort]
     train = select_entries(train_dl, "training", exclude_folds=[val_fold])
     val = select_entries(train_dl, "training", folds=[val_fold])
     trained = train_stock(name, train, val, keys, dims, out, epochs, seed=seed)
@@ -274,15 +277,14 @@ def compare(
     for name in tqdm(order, desc=f"compare {cohort}", disable=not progress):
         kind = available[name]
         run_dir = out / "methods" / name
-        bundle_epochs = epochs or (1 if size == "smoke" else BUNDLES[name].epochs if kind == "bundle" else None)
-        budget = epochs or (1 if size == "smoke" else max((BUNDLES[b].epochs for b, k in available.items() if k == "bundle"), default=20))
+        budget = epochs or (1 if size == "smoke" else COHORTS[cohort][3])
         # what the result depends on: a bundle's configs, the stock baselines' code, an ensemble's members
         depends = {
             "bundle": lambda: _files_key(sorted((bundles_dir() / name / "configs").glob("*.json"))),
             "stock MONAI": lambda: _files_key([Path(__file__).with_name("stock.py")]),
             "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
         }.get(kind, lambda: None)()
-        settings = (size, bundle_epochs, overrides) if kind == "bundle" else (size, budget)
+        settings = (size, budget, overrides) if kind == "bundle" else (size, budget)
         key = _key(name, *settings, seed, test_fold, val_fold, data_key, depends)
         record = run_dir / "result.json"
         if record.is_file():
@@ -293,8 +295,8 @@ def compare(
         result = {"name": name, "kind": kind, "key": key, "status": "failed"}
         try:
             if kind == "bundle":
-                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, bundle_epochs, test_fold, val_fold, split, overrides or {})
-                ran["epochs"] = bundle_epochs
+                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, budget, test_fold, val_fold, split, overrides or {})
+                ran["epochs"] = budget
             elif kind == "stock MONAI":
                 ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold)
                 ran["epochs"] = budget
@@ -317,7 +319,6 @@ def compare(
         results.append(result)
 
     command = "strokezoo " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "strokezoo" else f"strokezoo.compare.compare({cohort!r}, ...)"
-    bundle_epochs_text = ", ".join(f"{r['name']} {r.get('epochs', '–')}" for r in results if r["kind"] == "bundle")
     preamble = [
         f"# strokezoo compare: {cohort}",
         "",
@@ -330,8 +331,7 @@ def compare(
         ),
         f"- split: test = fold {test_fold} ({len(test_ids)} studies, never seen in training or model selection), "
         f"validation = fold {val_fold} ({len(split[1])}), training = the rest ({len(split[0])})",
-        f"- size: {size}; epochs: each bundle its own ({bundle_epochs_text}), "
-        f"stock baselines {next((r.get('epochs') for r in results if r['kind'] == 'stock MONAI'), '–')}",
+        f"- size: {size}; epochs: {budget} for every trained method (each stage of a bundle that trains in stages)",
         f"- command: `{command}`",
         f"- machine: {_machine()}",
         f"- paired Wilcoxon signed-rank p of each method's per-case test Dice against {REFERENCE}'s; "
