@@ -1,14 +1,17 @@
 """The evidence behind docs/leaderboard.md's notes on the ISLES 2018 bundles, on `strokezoo compare`'s cohort and split.
 
 ``recipes``: the CT boundary bundle trained with each CPU recipe (training keys over configs/smoke.json; epochs),
-printing the best validation Dice (fold 1, what chose the recipe) and the held-out test Dice (fold 0).
+without augmentation as the recipe was chosen, printing the best validation Dice (fold 1, what chose the recipe)
+and the held-out test Dice (fold 0).
 
-``tfa``: for a finished comparison, the share of each test study that the CTP transformer's TFA map thresholded at
-0.5 (the paper's Threshold baseline) and its part B mark as core, beside the share the reference marks.
+``transformer``: the CTP transformer trained for each number of epochs, without and with its own augmentation (what
+``strokezoo compare`` now does), printing the best validation Dice of part B, the test Dice, and the share of each
+test study that its TFA map thresholded at 0.5 (the paper's Threshold baseline) and part B mark as core, beside
+the share the reference marks.
 
 Usage:
     python benchmarks/compare_evidence.py recipes --out DIR
-    python benchmarks/compare_evidence.py tfa --out DIR [--epochs 10 30]
+    python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from strokezoo.data.datalist import select_entries
 
 CT = "stroke_ct_boundary_attention_unet2d"
 TRANSFORMER = "stroke_ctp_transformer_unet2d"
+
+#: the bundles' smoke runs without their augmentation, as the CT boundary recipes were compared
+NO_AUGMENTATION = {"train#random_transforms": []}
 
 #: (label, training keys, epochs) of the CT boundary recipes compared on the validation fold
 RECIPES = [
@@ -46,7 +52,8 @@ def recipes(out: Path) -> None:
     datalist = _cohort(out)
     print("| CT boundary recipe | epochs | best validation Dice (fold 1) | test Dice (fold 0) |\n|---|---|---|---|")
     for i, (label, keys, epochs) in enumerate(RECIPES):
-        _, results = compare("isles2018", CT, "cpu", str(out / f"recipe{i}"), epochs=epochs, datalist=datalist, overrides=keys, progress=False)
+        trained = {**keys, **NO_AUGMENTATION}
+        _, results = compare("isles2018", CT, "cpu", str(out / f"recipe{i}"), epochs=epochs, datalist=datalist, overrides=trained, progress=False)
         r = results[0]
         if r["status"] != "done":
             raise SystemExit(f"{label}: {r['error']}")
@@ -54,28 +61,34 @@ def recipes(out: Path) -> None:
         print(f"| {label} | {epochs} | {r['best_val_dice']:.3f} | {test:.3f} |", flush=True)
 
 
-def tfa(out: Path, epochs: list[int]) -> None:
+def transformer(out: Path, epochs: list[int]) -> None:
     datalist = _cohort(out)
-    print("| epochs | case | reference core | TFA >= 0.5 | part B | part B test Dice |\n|---|---|---|---|---|---|")
+    print(
+        "| epochs | augmentation | part B best validation Dice | test Dice | case | reference core | TFA >= 0.5 | part B |\n|---|---|---|---|---|---|---|---|"
+    )
     for e in epochs:
-        _, results = compare("isles2018", TRANSFORMER, "cpu", str(out / f"transformer{e}"), epochs=e, datalist=datalist, progress=False)
-        if results[0]["status"] != "done":
-            raise SystemExit(f"{e} epochs: {results[0]['error']}")
-        pred = Path(results[0]["predictions"])
-        dice = json.loads((Path(results[0]["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
-        for entry in select_entries(datalist, "training", folds=[0]):
-            masks = {"ref": entry["label"], "tfa": pred / "threshold" / f"{entry['case_id']}.nii.gz", "b": pred / f"{entry['case_id']}.nii.gz"}
-            share = {name: float((np.asarray(nib.load(path).dataobj) > 0).mean()) for name, path in masks.items()}
-            print(f"| {e} | {entry['case_id']} | {share['ref']:.2%} | {share['tfa']:.1%} | {share['b']:.1%} | {dice:.3f} |", flush=True)
+        for augmented, keys in (("no", NO_AUGMENTATION), ("its own", {})):
+            run = out / f"transformer{e}_{'augmented' if keys == {} else 'plain'}"
+            _, results = compare("isles2018", TRANSFORMER, "cpu", str(run), epochs=e, datalist=datalist, overrides=keys, progress=False)
+            r = results[0]
+            if r["status"] != "done":
+                raise SystemExit(f"{e} epochs, {augmented} augmentation: {r['error']}")
+            pred = Path(r["predictions"])
+            dice = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+            for entry in select_entries(datalist, "training", folds=[0]):
+                masks = {"ref": entry["label"], "tfa": pred / "threshold" / f"{entry['case_id']}.nii.gz", "b": pred / f"{entry['case_id']}.nii.gz"}
+                share = {name: float((np.asarray(nib.load(path).dataobj) > 0).mean()) for name, path in masks.items()}
+                row = [str(e), augmented, f"{r['best_val_dice']:.3f}", f"{dice:.3f}", entry["case_id"], f"{share['ref']:.2%}"]
+                print("| " + " | ".join([*row, f"{share['tfa']:.1%}", f"{share['b']:.1%}"]) + " |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "tfa"))
+    parser.add_argument("what", choices=("recipes", "transformer"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     args = parser.parse_args()
-    recipes(args.out) if args.what == "recipes" else tfa(args.out, args.epochs)
+    recipes(args.out) if args.what == "recipes" else transformer(args.out, args.epochs)
 
 
 if __name__ == "__main__":

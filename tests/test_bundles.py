@@ -88,13 +88,13 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, bundle_cache):
     """``multi_gpu_train.json`` with torchrun and ``--tracking mlflow``: DDP over two CPU processes (gloo), one
-    epoch of each training stage, on three of the 12-case cohort's four folds (both ranks still get validation
-    cases). ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together
+    epoch of each training stage, on two of the 12-case cohort's four folds (3 patients each; both ranks still get
+    training and validation cases). ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together
     cover the training set, and only rank 0 writes checkpoints, TensorBoard events and MLflow runs."""
     data, full = cohort12(bundle)
     listed = json.loads(full.read_text())
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({**listed, "training": [e for e in listed["training"] if e["fold"] < 3], "num_folds": 3}))
+    datalist.write_text(json.dumps({**listed, "training": [e for e in listed["training"] if e["fold"] < 2], "num_folds": 2}))
     folds = {"fold": 0, "val_fold": 0}
     root = bundle_cache(tmp_path / "bundle")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}

@@ -98,6 +98,15 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
         return real_train(name, *args, **kwargs)
 
     monkeypatch.setattr(stock_module, "train_stock", failing_dynunet)
+    import strokezoo.demo as demo_module
+
+    real_bundle_train, bundle_runs = demo_module.train_bundle, []
+
+    def recorded(*args, **kwargs):  # what the bundle was trained with
+        bundle_runs.append(kwargs)
+        return real_bundle_train(*args, **kwargs)
+
+    monkeypatch.setattr(demo_module, "train_bundle", recorded)
     methods = f"{BUNDLE},basicunet,dynunet,threshold_adc"
     report, results = compare("isles2022", methods, "smoke", str(out), progress=False, datalist=str(full))  # the session's cohort
 
@@ -105,6 +114,9 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
     assert status == {BUNDLE: "done", "basicunet": "done", "dynunet": "failed", "threshold_adc": "done"}
     assert "out of memory (simulated)" in next(r["error"] for r in results if r["name"] == "dynunet")
     assert all(0.0 <= r["best_val_dice"] <= 1.0 for r in results if r["name"] in (BUNDLE, "basicunet"))
+    # one budget for every trained method; the bundle with its own augmentation, as the stock nets have MONAI's
+    assert {r["name"]: r["epochs"] for r in results if r["status"] == "done" and "epochs" in r} == {BUNDLE: 1, "basicunet": 1}
+    assert [run.get("augment") for run in bundle_runs] == [True]
     text = report.read_text()
     assert "dynunet | stock MONAI | failed: RuntimeError: out of memory (simulated)" in text and "fold 0" in text
     assert (out / "dice.png").stat().st_size > 0

@@ -4,9 +4,13 @@ The cohort's datalist has patient-level folds. Fold ``test_fold`` is the test sp
 the datalist that training reads, so no method sees them in training or model selection. Fold ``val_fold`` is the
 validation split, the rest is training, for every method:
 
-* each bundle of the cohort, run by its own configs (training stages, then ``inference.json`` with
-  ``evaluate.json``'s checkpoint loading) with split overrides that are checked against the parsed configs;
-* the stock MONAI baselines (:mod:`strokezoo.compare.stock`), on the same inputs;
+* each bundle of the cohort, run by its own configs (training stages, with the bundle's own augmentation, then
+  ``inference.json`` with ``evaluate.json``'s checkpoint loading) with split overrides that are checked against the
+  parsed configs;
+* the stock MONAI baselines (:mod:`strokezoo.compare.stock`), on the same inputs, with MONAI's standard
+  augmentation;
+
+every trained method for the same epochs (:data:`COHORTS`, or ``epochs``);
 * the cohort's clinical threshold rule (:mod:`strokezoo.baselines`), where it has one;
 * on a cohort that several bundles share, their ensemble: the mean of the lesion probabilities of the bundles
   that write one, thresholded at 0.5.
@@ -123,7 +127,7 @@ def _run_bundle(
         if seen != split:
             raise RuntimeError(f"{bundle} ({stage}) would train on {sorted(seen[0])} and validate on {sorted(seen[1])}, not the comparison's split")
     t0 = time.perf_counter()
-    _, best_val = train_bundle(bundle, data, train_dl, out, epochs, val_fold, {**keys, **overrides}, cpu=size != "paper")
+    _, best_val = train_bundle(bundle, data, train_dl, out, epochs, val_fold, {**keys, **overrides}, cpu=size != "paper", augment=True)
     train_seconds = time.perf_counter() - t0
     pred = out / "test_predictions"
     infer_keys = {
@@ -284,7 +288,7 @@ def compare(
             "stock MONAI": lambda: _files_key([Path(__file__).with_name("stock.py")]),
             "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
         }.get(kind, lambda: None)()
-        settings = (size, budget, overrides) if kind == "bundle" else (size, budget)
+        settings = (size, budget, overrides, "own augmentation") if kind == "bundle" else (size, budget)
         key = _key(name, *settings, seed, test_fold, val_fold, data_key, depends)
         record = run_dir / "result.json"
         if record.is_file():
