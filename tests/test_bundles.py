@@ -88,13 +88,17 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, bundle_cache):
     """``multi_gpu_train.json`` with torchrun and ``--tracking mlflow``: DDP over two CPU processes (gloo), one
-    epoch of each training stage, on two of the 12-case cohort's four folds (3 patients each; both ranks still get
-    training and validation cases). ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together
-    cover the training set, and only rank 0 writes checkpoints, TensorBoard events and MLflow runs."""
+    epoch of each training stage, on two of the 12-case cohort's four folds (3 patients each), three for the bundles
+    that validate on a share of the training patients: both ranks still get training and validation cases.
+    ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together cover the
+    training set, and only rank 0 writes checkpoints, TensorBoard events and MLflow runs."""
     data, full = cohort12(bundle)
     listed = json.loads(full.read_text())
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({**listed, "training": [e for e in listed["training"] if e["fold"] < 2], "num_folds": 2}))
+    parsed = ConfigParser()
+    parsed.read_config(config_files(bundle, BUNDLES[bundle].stages[0]))
+    n = 3 if "val_fraction" in parsed else 2  # validating on a share of the training patients needs more of them
+    datalist.write_text(json.dumps({**listed, "training": [e for e in listed["training"] if e["fold"] < n], "num_folds": n}))
     folds = {"fold": 0, "val_fold": 0}
     root = bundle_cache(tmp_path / "bundle")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}

@@ -268,6 +268,68 @@ def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
         raise SystemExit(1)
 
 
+def _names(value) -> list:
+    """A flag given as one value, a comma-separated list or a list (fire reads ``[a,b]`` as one)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def segment(
+    bundle,
+    out: str,
+    weights=None,
+    study: str | None = None,
+    studies: str | None = None,
+    config=None,
+    probabilities: bool = False,
+    **modalities: str,
+) -> None:
+    """Segment a study with a bundle's own inference configs: a mask, its volume, an overlay and a report.
+
+    Inputs: one flag per modality the bundle reads (`--adc FILE --dwi FILE`; the keys of its configs/inference.json
+    `load_keys`; stroke_<name>_unet2d/3d: ct_boundary_attention ct cbf cbv mtt tmax; ctp_pseudodwi ctp cbf cbv mtt tmax;
+    ctp_transformer ctp; dwi_crossdomain adc dwi; mri_crossattention adc ttp tmax; mri_residual flair t1 t2 dwi), or
+    --study DIR (its NIfTI
+    files, matched by modality token as `strokezoo datalist` does), or --studies DIR (every study folder below it;
+    the refused ones are listed at the end, exit status 1). BUNDLE: a bundle name or folder; several, comma-separated,
+    with their --weights in the same order: each writes its mask, and their mean probability > 0.5 is the
+    ensemble's. --config: override files of the bundles' configs/ the weights were trained with (e.g. smoke.json).
+
+    Writes OUT/<study>/: <bundle>_mask.nii.gz on the grid of the modality it segments (as the study gave it;
+    --probabilities: <bundle>_prob.nii.gz too), ensemble_mask.nii.gz, overlay.png, report.json (lesion volume,
+    26-connected lesion count, largest lesion, volume per hemisphere, the inputs' geometry, bundle versions, the
+    weights' sha256, software versions, seconds) and report.md. No weights are published yet: docs/weights.md.
+
+    Example:
+        strokezoo segment --bundle stroke_dwi_crossdomain_unet2d --weights model.pt --adc adc.nii.gz --dwi dwi.nii.gz --out seg
+    """
+    from .errors import InputsRefused
+    from .segment import segment_studies, segment_study
+
+    bundles, weights_list = _names(bundle), _names(weights)
+    kwargs = {"configs": _names(config), "probabilities": bool(probabilities)}
+    try:
+        if not bundles:
+            raise ValueError("give --bundle NAME (and --weights FILE)")
+        weights_list = weights_list or [None] * len(bundles)
+        if studies:
+            reports = segment_studies(studies, bundles, weights_list, out, **kwargs)
+        else:
+            reports = [segment_study(bundles, weights_list, out, files={k: str(v) for k, v in modalities.items()}, study=study, **kwargs)]
+    except (InputError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except InputsRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for r in reports:
+        s = r["lesions"]
+        print(f"{r['study']}: {s['total_volume_ml']:.2f} mL in {s['lesion_count']} lesion(s) -> {os.path.join(out, r['study'], 'report.md')}")
+
+
 def compare(
     cohort: str = "isles2018",
     methods: str = "all",
@@ -323,6 +385,7 @@ def main() -> None:
                 "export": export,
                 "stack": stack,
                 "compare": compare,
+                "segment": segment,
             },
             name="strokezoo",
         )
