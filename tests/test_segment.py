@@ -214,3 +214,15 @@ def test_the_readme_command_runs_as_written(xd_study, tmp_path, monkeypatch):
     out = tmp_path / words[words.index("--out") + 1]
     (study,) = [p for p in out.iterdir() if p.is_dir()]
     assert json.loads((study / "report.json").read_text())["bundles"][0]["name"] == XD and (study / "overlay.png").is_file()
+
+
+def test_a_folder_named_like_the_bundle_does_not_hide_it(tmp_path, monkeypatch):
+    """``--bundle NAME`` with a folder NAME in the working directory (say, holding the weights) still finds the
+    repository's bundle; a real bundle folder given by path is taken as it is."""
+    from strokezoo.bundle_info import bundle_folder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / XD).mkdir()
+    assert (bundle_folder(XD) / "configs" / "inference.json").is_file() and bundle_folder(XD) != tmp_path / XD
+    copy = shutil.copytree(bundle_folder(XD), tmp_path / "elsewhere" / XD)
+    assert bundle_folder(copy) == copy

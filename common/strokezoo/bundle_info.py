@@ -43,9 +43,12 @@ def bundles_dir() -> Path:
 
 
 def bundle_folder(bundle: str | os.PathLike) -> Path:
-    """``bundle`` if it is a bundle folder, else the repository's ``bundles/<bundle>``."""
+    """``bundle`` if it is a bundle folder, else the repository's ``bundles/<bundle>`` (a folder of that name that is
+    not a bundle, e.g. one holding its weights in the working directory, does not hide it)."""
     root = Path(bundle)
-    if not root.is_dir():
+    if not (root / "configs" / "metadata.json").is_file() and (_REPO_BUNDLES / str(bundle) / "configs" / "metadata.json").is_file():
+        root = _REPO_BUNDLES / str(bundle)
+    elif not root.is_dir():
         root = bundles_dir() / str(bundle)
     meta_file = root / "configs" / "metadata.json"
     if not meta_file.is_file():
