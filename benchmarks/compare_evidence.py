@@ -9,9 +9,16 @@ and the held-out test Dice (fold 0).
 test study that its TFA map thresholded at 0.5 (the paper's Threshold baseline) and part B mark as core, beside
 the share the reference marks.
 
+``physics``: what the cohorts show the methods. ISLES 2018 (test and validation folds): per study, the median
+peak enhancement (frame maximum minus the mean of the first two frames) of the core and of the rest of the brain in
+the CTP source series, and the per-pixel ROC AUC of that enhancement for core against brain, raw and after a 2.5 mm
+in-plane Gaussian smoothing. ISLES 2022 (every study): the share of lesion voxels and of other brain voxels with
+ADC < 620e-6 mm^2/s, the clinical rule's cut.
+
 Usage:
     python benchmarks/compare_evidence.py recipes --out DIR
     python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
+    python benchmarks/compare_evidence.py physics --out DIR
 """
 
 from __future__ import annotations
@@ -82,13 +89,52 @@ def transformer(out: Path, epochs: list[int]) -> None:
                 print("| " + " | ".join([*row, f"{share['tfa']:.1%}", f"{share['b']:.1%}"]) + " |", flush=True)
 
 
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """ROC AUC of ``positive`` scoring above ``negative`` (the Mann-Whitney U statistic over the pairs)."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(positive, negative).statistic / (len(positive) * len(negative)))
+
+
+def physics(out: Path) -> None:
+    from scipy import ndimage
+
+    datalist = _cohort(out)
+    print("| study | fold | core pixels | core enhancement HU | brain enhancement HU | AUC raw | AUC 2.5 mm |\n|---|---|---|---|---|---|---|")
+    for entry in select_entries(datalist, "training", folds=[0, 1]):
+        img = nib.load(entry["ctp"])
+        series = np.asarray(img.dataobj, np.float32)
+        series = series.reshape(*series.shape[:3], -1)
+        core = np.asarray(nib.load(entry["label"]).dataobj) > 0
+        if not core.any():
+            continue
+        base = series[..., :2].mean(-1)
+        brain = (base > 10) & (base < 80)  # tissue on the non-contrast frames: no air, bone or vessels
+        enhancement = series.max(-1) - base
+        zooms = img.header.get_zooms()
+        smooth = ndimage.gaussian_filter(enhancement, (2.5 / zooms[0], 2.5 / zooms[1], 0))
+        c, b = core & brain, brain & ~core
+        row = [entry["case_id"], str(entry["fold"]), str(int(core.sum())), f"{np.median(enhancement[c]):.1f}", f"{np.median(enhancement[b]):.1f}"]
+        print("| " + " | ".join([*row, f"{_auc(-enhancement[c], -enhancement[b]):.2f}", f"{_auc(-smooth[c], -smooth[b]):.2f}"]) + " |", flush=True)
+    compare("isles2022", "threshold_adc", "cpu", str(out / "cohort2022"), progress=False)
+    lesion, other = [], []
+    for entry in select_entries(str(out / "cohort2022" / "datalist.json"), "training"):
+        adc = np.asarray(nib.load(entry["adc"]).dataobj, np.float32)
+        ref = np.asarray(nib.load(entry["label"]).dataobj) > 0
+        if ref.any():
+            lesion.append(float((adc[ref] < 620).mean()))
+        other.append(float((adc[(adc > 0) & ~ref] < 620).mean()))
+    print(f"\nISLES 2022: lesion voxels with ADC < 620: median {np.median(lesion):.0%} ({min(lesion):.0%}-{max(lesion):.0%}); ", end="")
+    print(f"other brain voxels: at most {max(other):.2%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     args = parser.parse_args()
-    recipes(args.out) if args.what == "recipes" else transformer(args.out, args.epochs)
+    {"recipes": lambda: recipes(args.out), "transformer": lambda: transformer(args.out, args.epochs), "physics": lambda: physics(args.out)}[args.what]()
 
 
 if __name__ == "__main__":

@@ -12,10 +12,20 @@ from .data.layouts import modality_of
 from .io.atomic import atomic_path
 from .io.nifti import is_nifti, load_nifti
 
-__all__ = ["show_case"]
+__all__ = ["display_window", "show_case"]
 
 _CT_KEYS = {"ct", "ncct", "cta", "ctp"}
 _BRAIN_WINDOW_HU = (0.0, 80.0)
+
+
+def display_window(values: np.ndarray, modality: str) -> tuple[float, float]:
+    """Grey-level range to show ``values`` of ``modality``: the brain window (0–80 HU) for CT, else the 1st–99th
+    percentile of the non-zero values."""
+    if modality in _CT_KEYS:
+        return _BRAIN_WINDOW_HU
+    inside = values[values != 0]
+    lo, hi = np.percentile(inside, [1, 99]) if inside.size else (0.0, 1.0)
+    return float(lo), float(hi if hi > lo else lo + 1)
 
 
 def _bids_derivative_masks(subject_dir: Path) -> list[Path]:
@@ -99,12 +109,8 @@ def show_case(
     for ax, (key, v) in zip(axes[0], vols.items()):
         zz = z if v.shape[2] == depth else min(v.shape[2] - 1, int(round((z + 0.5) * v.shape[2] / depth - 0.5)))
         sl = v[:, :, zz].T
-        if key in _CT_KEYS:
-            lo, hi = _BRAIN_WINDOW_HU
-        else:
-            inside = sl[sl != 0]
-            lo, hi = np.percentile(inside, [1, 99]) if inside.size else (0, 1)
-        ax.imshow(sl, cmap="gray", origin="lower", vmin=lo, vmax=hi if hi > lo else lo + 1)
+        lo, hi = display_window(sl, key)
+        ax.imshow(sl, cmap="gray", origin="lower", vmin=lo, vmax=hi)
         for mask, colour in ((lesions[key], "red"), (predicted[key], "deepskyblue")):
             if mask is not None and mask.shape == v.shape[:3] and mask[:, :, zz].any():
                 ax.contour(mask[:, :, zz].T, levels=[0.5], colors=colour, linewidths=0.8)

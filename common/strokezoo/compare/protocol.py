@@ -9,11 +9,11 @@ validation split, the rest is training, for every method:
   parsed configs;
 * the stock MONAI baselines (:mod:`strokezoo.compare.stock`), on the same inputs, with MONAI's standard
   augmentation;
-
-every trained method for the same epochs (:data:`COHORTS`, or ``epochs``);
 * the cohort's clinical threshold rule (:mod:`strokezoo.baselines`), where it has one;
 * on a cohort that several bundles share, their ensemble: the mean of the lesion probabilities of the bundles
   that write one, thresholded at 0.5.
+
+Every trained method gets the same epochs (:data:`COHORTS`, or ``epochs``).
 
 Every method's test masks are scored by :func:`strokezoo.metrics.evaluate.evaluate`; the leaderboard reads its
 output (:mod:`strokezoo.compare.report`). A method that fails is reported with its error and the others go on.

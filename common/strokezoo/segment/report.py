@@ -10,17 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from ..io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from ..visualize import display_window
 
 __all__ = ["write_overlay", "write_report"]
-
-_CT_KEYS = {"ct", "ncct", "cta", "ctp"}
-
-
-def _window(image: np.ndarray, modality: str) -> tuple[float, float]:
-    if modality in _CT_KEYS:
-        return 0.0, 80.0  # brain window, HU
-    lo, hi = np.percentile(image[image > 0], [1, 99]) if (image > 0).any() else (0.0, 1.0)
-    return float(lo), float(hi)
 
 
 def write_overlay(reference: np.ndarray, mask: np.ndarray, affine: np.ndarray, modality: str, title: str, out: str | os.PathLike, max_slices: int = 12) -> Path:
@@ -44,7 +36,7 @@ def write_overlay(reference: np.ndarray, mask: np.ndarray, affine: np.ndarray, m
     slices = list(with_lesion) if len(with_lesion) else [image.shape[2] // 2]
     cols = min(4, len(slices))
     rows = -(-len(slices) // cols)
-    vmin, vmax = _window(image, modality)
+    vmin, vmax = display_window(image, modality)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows + 0.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")

@@ -9,7 +9,6 @@ bundle or beside the inputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ import numpy as np
 from ..bundle_info import bundle_folder, inference_keys
 from ..data.checks import check_entry
 from ..errors import InputError, InputsRefused
+from ..export import sha256
 from ..io.atomic import atomic_path
 from ..io.nifti import save_nifti
 from .inputs import study_inputs
@@ -34,14 +34,6 @@ from .report import write_overlay, write_report
 __all__ = ["segment_studies", "segment_study"]
 
 WEIGHTS_DOC = "docs/weights.md"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _configs(folder: Path, configs: Sequence[str]) -> list[str]:
@@ -140,7 +132,8 @@ def segment_study(
             raise InputError(folder.name, f"no --weights given: {why}")
         if not Path(w).is_file():
             raise InputError(w, "no such weights file")
-    name = name or (Path(study).name if study is not None else Path(str(next(iter((files or {"": "study"}).values())))).name.split(".")[0])
+    if name is None:  # the study folder's name, else the first file's name without its extension
+        name = Path(study).name if study is not None else Path(str(next(iter((files or {}).values()), "study"))).name.split(".")[0]
     inputs: dict[str, str] = {}
     for folder in folders:
         inputs |= study_inputs(inference_keys(folder), files, study)
@@ -199,7 +192,7 @@ def segment_study(
                     "name": folder.name,
                     "version": json.loads((folder / "configs" / "metadata.json").read_text()).get("version"),
                     "weights": str(w),
-                    "weights_sha256": _sha256(w),
+                    "weights_sha256": sha256(w),
                     "configs": ["inference.json", *configs],
                     "files": written.get(folder.name, []),
                 }
