@@ -285,6 +285,7 @@ def segment(
     studies: str | None = None,
     config=None,
     probabilities: bool = False,
+    map=None,  # the flag is --map
     **modalities: str,
 ) -> None:
     """Segment a study with a bundle's own inference configs: a mask, its volume, an overlay and a report.
@@ -293,7 +294,8 @@ def segment(
     `load_keys`; stroke_<name>_unet2d/3d: ct_boundary_attention ct cbf cbv mtt tmax; ctp_pseudodwi ctp cbf cbv mtt tmax;
     ctp_transformer ctp; dwi_crossdomain adc dwi; mri_crossattention adc ttp tmax; mri_residual flair t1 t2 dwi), or
     --study DIR (its NIfTI
-    files, matched by modality token as `strokezoo datalist` does), or --studies DIR (every study folder below it;
+    files, matched by modality token as `strokezoo datalist` does; or its DICOM series, read with ITK and matched by
+    the tokens of their SeriesDescription or ProtocolName, or by --map dwi=SERIES_UID,adc=SERIES_UID), or --studies DIR (every study folder below it;
     the refused ones are listed at the end, exit status 1). BUNDLE: a bundle name or folder; several, comma-separated,
     with their --weights in the same order: each writes its mask, and their mean probability > 0.5 is the
     ensemble's. --config: override files of the bundles' configs/ the weights were trained with (e.g. smoke.json).
@@ -301,7 +303,8 @@ def segment(
     Writes OUT/<study>/: <bundle>_mask.nii.gz on the grid of the modality it segments (as the study gave it;
     --probabilities: <bundle>_prob.nii.gz too), ensemble_mask.nii.gz, overlay.png, report.json (lesion volume,
     26-connected lesion count, largest lesion, volume per hemisphere, the inputs' geometry, bundle versions, the
-    weights' sha256, software versions, seconds) and report.md. No weights are published yet: docs/weights.md.
+    weights' sha256, software versions, seconds) and report.md; from DICOM, segmentation.dcm too (a DICOM SEG of the
+    mask, referencing the series it is on). No weights are published yet: docs/weights.md.
 
     Example:
         strokezoo segment --bundle stroke_dwi_crossdomain_unet2d --weights model.pt --adc adc.nii.gz --dwi dwi.nii.gz --out seg
@@ -312,6 +315,10 @@ def segment(
     bundles, weights_list = _names(bundle), _names(weights)
     kwargs = {"configs": _names(config), "probabilities": bool(probabilities)}
     try:
+        pairs = [m.split("=", 1) for m in _names(map)]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            raise ValueError(f"--map takes MODALITY=SERIES_UID pairs, comma-separated; got {map!r}")
+        kwargs["mapping"] = dict(pairs)
         if not bundles:
             raise ValueError("give --bundle NAME (and --weights FILE)")
         weights_list = weights_list or [None] * len(bundles)

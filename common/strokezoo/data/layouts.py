@@ -23,7 +23,7 @@ from pathlib import Path
 from ..io.nifti import is_nifti
 from .modalities import MODALITIES, is_label, label_key
 
-__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of"]
+__all__ = ["Layout", "CaseFiles", "LAYOUTS", "detect_layout", "discover_cases", "modality_of", "modality_of_token"]
 
 
 @dataclass
@@ -219,6 +219,11 @@ def discover_cases(root: str | Path, layout: str) -> list[CaseFiles]:
 
 
 _ALL_TOKENS = {t: k for layout in LAYOUTS.values() for t, k in layout.tokens.items()}
+
+
+def modality_of_token(token: str) -> str | None:
+    """Datalist key of a modality token of any supported layout (``adc``, ``mr_flair``, ``ct_4dpwi``), or None."""
+    return _ALL_TOKENS.get(token.lower())
 
 
 def modality_of(path: Path) -> str | None:

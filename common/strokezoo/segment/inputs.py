@@ -1,34 +1,94 @@
-"""A study's files, one per modality key of a bundle: given per modality, or found in a folder by modality token."""
+"""A study's inputs, one per modality key of a bundle: files given per modality, or found in a folder: NIfTI files by
+modality token, DICOM series by the tokens of their SeriesDescription or ProtocolName (or as the user maps them)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..data.layouts import modality_of
+from ..data.layouts import modality_of, modality_of_token
 from ..errors import InputError
+from ..io.dicom import DicomSeries, find_series, is_dicom
 from ..io.nifti import is_nifti
 
-__all__ = ["study_inputs"]
+__all__ = ["series_modality", "study_inputs"]
+
+#: keys that name a modality or weighting broadly; in a series name beside a more specific key they give way to it
+#: (``t2_tirm_tra_dark-fluid FLAIR`` is flair, ``CT CBF`` is cbf)
+GENERIC_KEYS = frozenset({"ct", "t1", "t2"})
+#: words of scanners' series names that stand for a modality key when no key's own token is in the name
+SERIES_SYNONYMS = {"trace": "dwi", "tracew": "dwi", "diffusion": "dwi", "diff": "dwi", "perfusion": "ctp", "4dpwi": "ctp"}
 
 
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with path.open("rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
+def series_modality(series: DicomSeries, keys: Sequence[str]) -> str | None:
+    """The one key of ``keys`` that ``series``' SeriesDescription (else its ProtocolName) names, or None.
+
+    A name is split into lower-case words; pairs of words are tried first, as the ISLES file tokens (``CT_Tmax``:
+    tmax, ``CT_4DPWI``: ctp), then single words (``ep2d_diff_ADC``: adc; ``FLAIR``; ``T2``), then common scanner words
+    (``TRACEW``, ``diffusion``: dwi; ``perfusion``: ctp). A name that points at several keys names none, except that a
+    broad one (:data:`GENERIC_KEYS`) gives way to a more specific one (``CT CBF``: cbf; ``t2_tirm_tra_dark-fluid
+    FLAIR``: flair)."""
+    for text in (series.description, series.protocol):
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        hits: set[str] = set()
+        for tries in ([f"{a}_{b}" for a, b in zip(words, words[1:])], words):
+            hits = {k for w in tries for k in (modality_of_token(w), w) if k in keys}
+            if hits:
+                break
+        if len(hits) > 1:
+            hits -= GENERIC_KEYS
+        if not hits:
+            hits = {SERIES_SYNONYMS[w] for w in words if SERIES_SYNONYMS.get(w) in keys}
+        if len(hits) == 1:
+            return hits.pop()
+    return None
 
 
-def study_inputs(keys: Sequence[str], files: Mapping[str, str | os.PathLike] | None = None, study: str | os.PathLike | None = None) -> dict[str, str]:
-    """``{modality: path}`` for the modality ``keys`` of a bundle: ``files`` as given (one per key), or the NIfTI files
-    under the folder ``study`` matched by modality token (file names as in the ISLES releases, ``strokezoo datalist``'s
-    rule: ``..._adc.nii.gz``, ``...MR_DWI...``). Raises :class:`InputError` naming the study and what is missing, or
-    which files match one modality twice."""
+def _dicom_inputs(root: Path, keys: Sequence[str], wanted: Sequence[str], mapping: Mapping[str, str]) -> dict[str, DicomSeries]:
+    """The DICOM series under ``root`` for the modality keys ``wanted``: by ``mapping`` (``{key: SeriesInstanceUID}``),
+    else by :func:`series_modality`."""
+    series = find_series(root)
+    by_uid = {s.uid: s for s in series}
+    found: dict[str, list[DicomSeries]] = {}
+    mapping = {k: uid for k, uid in mapping.items() if k in wanted}
+    for k, uid in mapping.items():
+        if uid not in by_uid:
+            raise InputError(root, f"--map {k}={uid}: no such series here ({', '.join(by_uid) or 'no DICOM series'})")
+        found[k] = [by_uid[uid]]
+    mapped = set(mapping.values())
+    for s in series:
+        k = series_modality(s, keys)
+        if k is not None and k in wanted and k not in mapping and s.uid not in mapped:
+            found.setdefault(k, []).append(s)
+    twice = {k: v for k, v in found.items() if len(v) > 1}
+    if twice:
+        k, v = next(iter(twice.items()))
+        raise InputError(root, f"more than one series matches {k}: {'; '.join(s.label for s in v)}; choose one with --map {k}=UID")
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        listed = "; ".join(s.label for s in series) or "none"
+        raise InputError(root, f"no DICOM series for {', '.join(missing)} (series here: {listed}); name one with --map {missing[0]}=UID")
+    return {k: found[k][0] for k in wanted}
+
+
+def study_inputs(
+    keys: Sequence[str],
+    files: Mapping[str, str | os.PathLike] | None = None,
+    study: str | os.PathLike | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> dict[str, str | DicomSeries]:
+    """``{modality: input}`` for the modality ``keys`` of a bundle: ``files`` as given (one path per key), or found
+    under the folder ``study``: NIfTI files matched by modality token (file names as in the ISLES releases,
+    ``strokezoo datalist``'s rule: ``..._adc.nii.gz``, ``...MR_DWI...``), and for the keys no NIfTI file matches, the
+    folder's DICOM series (:class:`DicomSeries`), matched by :func:`series_modality` or by ``mapping`` (``{key:
+    SeriesInstanceUID}``). Raises :class:`InputError` naming the study and what is missing, or which files or series
+    match one modality twice."""
+    mapping = dict(mapping or {})
     if study is None:
+        if mapping:
+            raise InputError("study", "--map names DICOM series of a --study or --studies folder; give one")
         files = {k: str(v) for k, v in (files or {}).items()}
         missing = [k for k in keys if k not in files]
         if missing:
@@ -40,16 +100,17 @@ def study_inputs(keys: Sequence[str], files: Mapping[str, str | os.PathLike] | N
     found: dict[str, list[Path]] = {}
     candidates = sorted(p for p in root.rglob("*") if p.is_file())
     for p in candidates:
-        if is_nifti(p) and (m := modality_of(p)) in keys:
+        if is_nifti(p) and (m := modality_of(p)) in keys and m not in mapping:
             found.setdefault(m, []).append(p)
     twice = {k: v for k, v in found.items() if len(v) > 1}
     if twice:
         k, v = next(iter(twice.items()))
         raise InputError(root, f"more than one file matches {k}: {', '.join(str(p) for p in v)}")
     missing = [k for k in keys if k not in found]
+    if missing and any(is_dicom(p) for p in candidates):
+        series = _dicom_inputs(root, keys, missing, mapping)
+        return {k: series[k] if k in series else str(found[k][0]) for k in keys}
     if missing:
-        if not found and any(_is_dicom(p) for p in candidates):
-            raise InputError(root, "holds DICOM files; segment reads NIfTI (convert the series first, e.g. with dcm2niix)")
         named = ", ".join(f"{k}={found[k][0].name}" for k in found) or "none"
         raise InputError(root, f"no file for {', '.join(missing)} (matched: {named}); this bundle reads {', '.join(keys)}")
     return {k: str(found[k][0]) for k in keys}

@@ -26,7 +26,9 @@ from ..data.checks import check_entry
 from ..errors import InputError, InputsRefused
 from ..export import sha256
 from ..io.atomic import atomic_path
+from ..io.dicom import DicomSeries, read_series
 from ..io.nifti import save_nifti
+from .dicom_seg import write_dicom_seg
 from .inputs import study_inputs
 from .lesions import lesion_statistics
 from .report import write_overlay, write_report
@@ -47,10 +49,11 @@ def _configs(folder: Path, configs: Sequence[str]) -> list[str]:
     return [str(p) for p in files]
 
 
-def _geometry(path: str) -> dict:
+def _geometry(path: str, series: DicomSeries | None = None) -> dict:
     img = nib.load(path)
+    source = {"file": path} if series is None else {"dicom_series": series.uid, "series_description": series.description, "instances": len(series.files)}
     return {
-        "file": path,
+        **source,
         "shape": [int(s) for s in img.shape],
         "voxel_mm": [round(float(z), 4) for z in img.header.get_zooms()[:3]],
         "orientation": "".join(nib.aff2axcodes(img.affine)),
@@ -114,13 +117,16 @@ def segment_study(
     configs: Sequence[str] = (),
     probabilities: bool = False,
     name: str | None = None,
+    mapping: Mapping[str, str] | None = None,
 ) -> dict:
     """Segment one study with each of ``bundles`` (names of the repository's bundles, or bundle folders) and its
-    ``weights`` (same order), from ``files`` (``{modality: NIfTI}``) or the NIfTI files of the folder ``study``;
-    write into ``out/<study name>/``: each bundle's mask (``<bundle>_mask.nii.gz``; ``--probabilities``: its
+    ``weights`` (same order), from ``files`` (``{modality: NIfTI}``) or the folder ``study``: its NIfTI files, or its
+    DICOM series (matched by name, or by ``mapping``, ``{modality: SeriesInstanceUID}``; read on their own grids,
+    :func:`strokezoo.io.dicom.read_series`); write into ``out/<study name>/``: each bundle's mask (``<bundle>_mask.nii.gz``; ``--probabilities``: its
     probability map too) on the grid of the modality it segments, as the study gave it, and with several bundles the
     mean of their probabilities thresholded at 0.5 (``ensemble_mask.nii.gz``); ``overlay.png``, ``report.json`` and
-    ``report.md`` about the ensemble's mask, else the one bundle's. Returns the report. Raises :class:`InputError`
+    ``report.md`` about the ensemble's mask, else the one bundle's; for DICOM in, that mask as a DICOM SEG too
+    (``segmentation.dcm``, referencing the series of the modality the mask is on). Returns the report. Raises :class:`InputError`
     naming the file and the problem (nothing is written for the study then)."""
     t0 = time.perf_counter()
     if len(weights) != len(bundles):
@@ -134,23 +140,32 @@ def segment_study(
             raise InputError(w, "no such weights file")
     if name is None:  # the study folder's name, else the first file's name without its extension
         name = Path(study).name if study is not None else Path(str(next(iter((files or {}).values()), "study"))).name.split(".")[0]
-    inputs: dict[str, str] = {}
+    read = sorted({k for folder in folders for k in inference_keys(folder)})
+    unknown = sorted(set(mapping or {}) - set(read))
+    if unknown:
+        raise InputError(study or "study", f"--map names {', '.join(unknown)}, which no bundle given reads ({', '.join(read)})")
+    sources: dict[str, str | DicomSeries] = {}
     for folder in folders:
-        inputs |= study_inputs(inference_keys(folder), files, study)
+        sources |= study_inputs(inference_keys(folder), files, study, mapping)
+    series = {k: v for k, v in sources.items() if isinstance(v, DicomSeries)}
     out_dir = Path(out) / name
     if study is not None and out_dir.resolve().is_relative_to(Path(study).resolve()):
         raise InputError(out_dir, f"output folder is inside the study folder {study}; nothing may be written there")
-    inside = [p for p in inputs.values() if Path(p).resolve().is_relative_to(out_dir.resolve())]
+    inside = [p for p in (v.files[0] if isinstance(v, DicomSeries) else v for v in sources.values()) if Path(p).resolve().is_relative_to(out_dir.resolve())]
     if inside:
         raise InputError(inside[0], f"lies inside the output folder {out_dir}, whose files segment replaces")
-    for folder in folders:
-        problems = check_entry({"case_id": name, **inputs}, inference_keys(folder))
-        if problems:
-            raise InputError(name, f"refused for {folder.name}: " + "; ".join(problems))
 
     work = out_dir / ".work"
     shutil.rmtree(work, ignore_errors=True)
     try:
+        inputs = {k: str(read_series(v, work / "dicom" / f"{k}.nii.gz")) if k in series else v for k, v in sources.items()}
+        for folder in folders:
+            problems = check_entry({"case_id": name, **inputs}, inference_keys(folder))
+            if problems:
+                why = "; ".join(problems)
+                for k, s in series.items():  # a converted series is named as the user knows it
+                    why = why.replace(inputs[k], s.label)
+                raise InputError(name, f"refused for {folder.name}: {why}")
         results = []
         for folder, w in zip(folders, weights):
             mask, prob, key = _run_bundle(folder, Path(w), {"case_id": name, **inputs}, configs, work / folder.name)
@@ -179,6 +194,14 @@ def segment_study(
         stats = lesion_statistics(mask, mask_img.affine, reference3d)
         title = f"{name}: {stats['total_volume_ml']:.1f} mL, {stats['lesion_count']} lesion(s) ({final_from})"
         write_overlay(reference3d, mask, mask_img.affine, key, title, out_dir / "overlay.png")
+        versions = _versions()
+        bundle_versions = {folder.name: json.loads((folder / "configs" / "metadata.json").read_text()).get("version") for folder, *_ in results}
+        seg = None
+        if key in series:
+            algorithm = final_from if final_from != "ensemble" else "ensemble of " + " + ".join(ensemble)
+            version = ", ".join(f"{b} {v}" for b, v in bundle_versions.items())
+            write_dicom_seg(final, series[key], out_dir / "segmentation.dcm", algorithm, version[:64], f"strokezoo {versions['strokezoo']}")
+            seg = {"file": "segmentation.dcm", "references_series": series[key].uid}
         report = {
             "study": name,
             "mask": Path(final).name if final_from == "ensemble" else f"{final_from}_mask.nii.gz",
@@ -186,11 +209,11 @@ def segment_study(
             "mask_modality": key,
             "ensemble": ensemble,
             "lesions": stats,
-            "inputs": {k: _geometry(v) for k, v in inputs.items()},
+            "inputs": {k: _geometry(v, series.get(k)) for k, v in inputs.items()},
             "bundles": [
                 {
                     "name": folder.name,
-                    "version": json.loads((folder / "configs" / "metadata.json").read_text()).get("version"),
+                    "version": bundle_versions[folder.name],
                     "weights": str(w),
                     "weights_sha256": sha256(w),
                     "configs": ["inference.json", *configs],
@@ -199,13 +222,16 @@ def segment_study(
                 for folder, w, *_ in results
             ],
             "overlay": "overlay.png",
-            "software": _versions(),
+            "dicom_seg": seg,
+            "software": versions,
             "seconds": round(time.perf_counter() - t0, 2),
         }
         write_report(report, out_dir)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a refused study leaves no folder behind
 
 
 def segment_studies(

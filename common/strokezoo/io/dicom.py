@@ -1,0 +1,167 @@
+"""DICOM series in: found by their headers (pydicom), checked for a whole, evenly spaced volume, and read with ITK
+(GDCM) into a NIfTI file on the series' own grid.
+
+A series is the set of instances that share a SeriesInstanceUID. Its images must share one orientation, matrix and
+pixel spacing, and their positions along the slice normal must be evenly spaced; several images at every position
+make a 4D series (a perfusion series' time points, a diffusion series' b-values), ordered in time by
+TemporalPositionIdentifier, then AcquisitionTime, then InstanceNumber. Anything else (a missing slice, a slice
+twice, mixed matrices) is refused with an :class:`InputError` that names the series and says what is wrong.
+
+The NIfTI file has the series' geometry as ITK reads it: voxel ``(i, j, k)`` is column ``i`` and row ``j`` of the
+``k``-th slice along the normal (row direction x column direction), and its affine is ITK's LPS geometry turned to
+NIfTI's RAS. Nothing is resampled, so a mask on this grid maps back onto the source images slice for slice
+(:func:`slice_files`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .nifti import save_nifti
+
+__all__ = ["DicomSeries", "find_series", "is_dicom", "read_series", "slice_files"]
+
+#: slices closer than this along the normal (mm) share a position; spacings may differ from the usual one by as much
+SPACING_TOLERANCE_MM = 0.01
+#: ... or by this share of it, whichever is larger
+SPACING_TOLERANCE = 0.01
+#: objects that lie beside a study's images and are not images: segmentations, reports, presentation states, ...
+NON_IMAGE_MODALITIES = ("SEG", "SR", "PR", "RTSTRUCT", "KO", "DOC", "REG")
+DICOMDIR = "1.2.840.10008.1.3.10"
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a DICOM file: a ``.dcm`` name, or the ``DICM`` preamble marker."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+@dataclass
+class DicomSeries:
+    """One series of a folder: its UID, its descriptive names and its instance files (unsorted)."""
+
+    uid: str
+    description: str
+    protocol: str
+    modality: str
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How messages name the series: its description (or protocol) and UID."""
+        name = self.description or self.protocol or "no description"
+        return f"series {self.uid} ({name!r}, {len(self.files)} files)"
+
+
+def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """Every image series of the DICOM files under ``folder`` (recursively), by SeriesInstanceUID; DICOM SEG, reports
+    and other non-image objects (:data:`NON_IMAGE_MODALITIES`, a DICOMDIR) are left out. Raises :class:`InputError`
+    for a DICOM file that cannot be read, or that has no series, rows or columns (cut short)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    series: dict[str, DicomSeries] = {}
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_dicom(p)):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError) as e:
+            raise InputError(path, f"not a readable DICOM file: {type(e).__name__}: {e}") from None
+        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+        if str(ds.get("Modality", "")) in NON_IMAGE_MODALITIES or sop_class == DICOMDIR:
+            continue
+        missing = [tag for tag in ("SeriesInstanceUID", "Rows", "Columns") if not ds.get(tag)]
+        if missing:
+            raise InputError(path, f"has no {', '.join(missing)}: not an image, or the file is cut short")
+        uid = str(ds.SeriesInstanceUID)
+        s = series.setdefault(uid, DicomSeries(uid, str(ds.get("SeriesDescription", "")), str(ds.get("ProtocolName", "")), str(ds.get("Modality", ""))))
+        s.files.append(path)
+    return list(series.values())
+
+
+def _frames(series: DicomSeries) -> list[list[Path]]:
+    """The series' files as frames (one per time point or volume), each a list of slices in increasing position
+    along the normal; raises :class:`InputError` where they do not make whole, evenly spaced volumes."""
+    import pydicom
+
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in series.files]
+    first = headers[0]
+    for ds, path in zip(headers, series.files):
+        for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns"):
+            if tag not in ds:
+                raise InputError(path, f"{series.label}: has no {tag}, so its place in the volume is unknown")
+        if not np.allclose(np.asarray(ds.ImageOrientationPatient, float), np.asarray(first.ImageOrientationPatient, float), atol=1e-4):
+            raise InputError(path, f"{series.label}: its images have different orientations")
+        spacing_differs = not np.allclose(np.asarray(ds.PixelSpacing, float), np.asarray(first.PixelSpacing, float), atol=1e-4)
+        if (ds.Rows, ds.Columns) != (first.Rows, first.Columns) or spacing_differs:
+            raise InputError(path, f"{series.label}: its images have different matrices or pixel spacings")
+    orientation = np.asarray(first.ImageOrientationPatient, float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    depth = np.array([float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)) for ds in headers])
+    order = np.argsort(depth, kind="stable")
+    positions: list[list[int]] = []  # indices of the headers at each position, in increasing depth
+    for i in order:
+        if positions and abs(depth[i] - depth[positions[-1][0]]) < SPACING_TOLERANCE_MM:
+            positions[-1].append(int(i))
+        else:
+            positions.append([int(i)])
+    if len(positions) < 2:
+        raise InputError(series.files[0], f"{series.label}: a single slice position; a volume needs at least two")
+    counts = sorted({len(p) for p in positions})
+    if len(counts) > 1:
+        short = [f"{depth[p[0]]:.2f} mm" for p in positions if len(p) < counts[-1]][:5]
+        raise InputError(
+            series.files[0], f"{series.label}: positions hold {counts[0]} to {counts[-1]} images (missing images at {', '.join(short)} along the normal)"
+        )
+    gaps = np.diff([depth[p[0]] for p in positions])
+    usual = float(np.median(gaps))
+    uneven = np.flatnonzero(np.abs(gaps - usual) > max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE * usual))
+    if len(uneven):
+        where = ", ".join(f"{gaps[g]:.3g} mm after slice {g + 1}" for g in uneven[:5])
+        raise InputError(series.files[0], f"{series.label}: unevenly spaced slices ({usual:.3g} mm apart, but {where}): a slice missing?")
+
+    def when(i: int) -> tuple:
+        ds = headers[i]
+        return (int(ds.get("TemporalPositionIdentifier", 0) or 0), str(ds.get("AcquisitionTime", "") or ""), int(ds.get("InstanceNumber", 0) or 0))
+
+    by_time = [sorted(p, key=when) for p in positions]
+    return [[series.files[p[t]] for p in by_time] for t in range(counts[0])]
+
+
+def slice_files(series: DicomSeries) -> list[Path]:
+    """The files of the series' first frame in the order of :func:`read_series`'s third axis (slice ``k`` of the
+    NIfTI file is the ``k``-th file)."""
+    return _frames(series)[0]
+
+
+def read_series(series: DicomSeries, path: str | os.PathLike) -> Path:
+    """Read ``series`` with ITK (GDCM; rescale slope and intercept applied) and write it to the NIfTI file ``path``
+    (float32; 4D ``(x, y, z, t)`` for several frames) on the series' grid. Raises :class:`InputError` naming the
+    series when it does not make a whole, evenly spaced volume or ITK cannot read it."""
+    import itk
+
+    frames = _frames(series)
+    volumes = []
+    for files in frames:
+        try:
+            image = itk.imread([str(f) for f in files], itk.F, imageio=itk.GDCMImageIO.New())
+        except Exception as e:  # noqa: BLE001 - ITK raises RuntimeError and others for any unreadable file
+            raise InputError(files[0], f"{series.label}: ITK cannot read it: {str(e).strip().splitlines()[-1][:300]}") from None
+        volumes.append(itk.array_from_image(image).transpose(2, 1, 0))
+    direction = np.asarray(image.GetDirection(), float)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)[None, :]
+    lps[:3, 3] = np.asarray(image.GetOrigin(), float)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    data = volumes[0] if len(volumes) == 1 else np.stack(volumes, axis=-1)
+    return save_nifti(np.asarray(data, np.float32), affine, path, dtype=np.float32)

@@ -1,0 +1,61 @@
+"""The mask of a DICOM study as a DICOM Segmentation (SEG) object made with highdicom, referencing the source series."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..io.atomic import atomic_path
+from ..io.dicom import DicomSeries, slice_files
+
+__all__ = ["write_dicom_seg"]
+
+
+def write_dicom_seg(mask_path: str | os.PathLike, series: DicomSeries, out: str | os.PathLike, algorithm: str, version: str, software: str) -> Path:
+    """Write the binary mask ``mask_path`` (a NIfTI file on the grid :func:`strokezoo.io.dicom.read_series` gave
+    ``series``) as a one-segment BINARY DICOM SEG to ``out``, atomically: frame ``k`` covers the ``k``-th slice of the
+    series' first frame (its first time point, for a 4D series) and references that instance; the segment is an
+    automatic one by ``algorithm`` ``version`` (SNOMED CT 49755003 morphologically abnormal structure, 55641003
+    infarct)."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    files = slice_files(series)
+    sources = [pydicom.dcmread(f) for f in files]
+    mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
+    if mask.shape != (sources[0].Columns, sources[0].Rows, len(sources)):
+        grid = (sources[0].Columns, sources[0].Rows, len(sources))
+        raise ValueError(f"{mask_path}: mask of shape {mask.shape} is not on the grid of {series.label} {grid}")
+    frames = np.ascontiguousarray(mask).transpose(2, 1, 0).astype(np.uint8)  # (slice, row, column)
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="ischemic stroke lesion",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=Code("55641003", "SCT", "Infarct"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(name=algorithm, version=version, family=codes.cid7162.ArtificialIntelligence),
+    )
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=hd.UID(),
+        series_number=int(getattr(sources[0], "SeriesNumber", 0) or 0) + 900,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="strokezoo",
+        manufacturer_model_name=algorithm[:64],
+        software_versions=software,
+        device_serial_number="0",
+        series_description=f"{algorithm} lesion mask"[:64],
+        omit_empty_frames=False,
+    )
+    with atomic_path(out) as tmp:
+        seg.save_as(tmp)
+    return Path(out)
