@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..data.layouts import modality_of, modality_of_token
 from ..errors import InputError
@@ -46,6 +47,14 @@ def series_modality(series: DicomSeries, keys: Sequence[str]) -> str | None:
     return None
 
 
+def _refuse_doubles(root: Path, found: Mapping[str, list], what: str, name: Callable[[Any], str], hint: str = "") -> None:
+    """Raise :class:`InputError` for the first modality of ``found`` that more than one ``what`` (file, series)
+    matches, naming each; ``hint`` (with ``{key}``) is added."""
+    for key, matches in found.items():
+        if len(matches) > 1:
+            raise InputError(root, f"more than one {what} matches {key}: {'; '.join(name(m) for m in matches)}{hint.format(key=key)}")
+
+
 def _dicom_inputs(root: Path, keys: Sequence[str], wanted: Sequence[str], mapping: Mapping[str, str]) -> dict[str, DicomSeries]:
     """The DICOM series under ``root`` for the modality keys ``wanted``: by ``mapping`` (``{key: SeriesInstanceUID}``),
     else by :func:`series_modality`."""
@@ -62,10 +71,7 @@ def _dicom_inputs(root: Path, keys: Sequence[str], wanted: Sequence[str], mappin
         k = series_modality(s, keys)
         if k is not None and k in wanted and k not in mapping and s.uid not in mapped:
             found.setdefault(k, []).append(s)
-    twice = {k: v for k, v in found.items() if len(v) > 1}
-    if twice:
-        k, v = next(iter(twice.items()))
-        raise InputError(root, f"more than one series matches {k}: {'; '.join(s.label for s in v)}; choose one with --map {k}=UID")
+    _refuse_doubles(root, found, "series", lambda s: s.label, "; choose one with --map {key}=UID")
     missing = [k for k in wanted if k not in found]
     if missing:
         listed = "; ".join(s.label for s in series) or "none"
@@ -102,10 +108,7 @@ def study_inputs(
     for p in candidates:
         if is_nifti(p) and (m := modality_of(p)) in keys and m not in mapping:
             found.setdefault(m, []).append(p)
-    twice = {k: v for k, v in found.items() if len(v) > 1}
-    if twice:
-        k, v = next(iter(twice.items()))
-        raise InputError(root, f"more than one file matches {k}: {', '.join(str(p) for p in v)}")
+    _refuse_doubles(root, found, "file", str)
     missing = [k for k in keys if k not in found]
     if missing and any(is_dicom(p) for p in candidates):
         series = _dicom_inputs(root, keys, missing, mapping)
