@@ -15,7 +15,7 @@ sets another override file for bundle B (``--config B=`` none).
 
     python benchmarks/segment_speed.py --out /tmp/segment_speed
     python benchmarks/segment_speed.py --out /tmp/segment_speed --bundles stroke_dwi_crossdomain_unet2d --repeats 3
-    python benchmarks/segment_speed.py --out /tmp/segment_speed --bundles stroke_dwi_crossdomain_unet2d --config stroke_dwi_crossdomain_unet2d=amp.json
+    python benchmarks/segment_speed.py --out /tmp/segment_speed --bundles stroke_dwi_crossdomain_unet2d --amp  # bf16 on
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--bundles", default=",".join(BUNDLES))
     ap.add_argument("--repeats", type=int, default=2, help="studies per bundle (the first one included)")
     ap.add_argument("--config", action="append", default=[], help="BUNDLE=FILE: an override file for BUNDLE (a path, or a file of its configs/)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for every bundle (strokezoo segment --amp)")
     args = ap.parse_args()
     out = Path(args.out)
     configs = {"stroke_mri_residual_unet3d": ["fast.json"]} | {b: [f] if f else [] for b, f in (c.split("=", 1) for c in args.config)}
@@ -95,11 +96,11 @@ def main() -> None:
         for _ in range(args.repeats):
             shutil.rmtree(work / "seg", ignore_errors=True)
             t = time.perf_counter()
-            report = segment_study([bundle], [weights], work / "seg", study=study, configs=configs.get(bundle, []))
+            report = segment_study([bundle], [weights], work / "seg", study=study, configs=configs.get(bundle, []), amp=True if args.amp else None)
             seconds.append(time.perf_counter() - t)
         rest = seconds[1:] or seconds
         row = {
-            "bundle": bundle + "".join(f", {c}" for c in configs.get(bundle, [])),
+            "bundle": bundle + "".join(f", {c}" for c in configs.get(bundle, [])) + (", --amp" if args.amp else ""),
             "series": len(series),
             "reference grid": "x".join(map(str, report["inputs"][report["mask_modality"]]["shape"])),
             "dicom read s": round(read_s, 2),

@@ -226,3 +226,21 @@ def test_a_folder_named_like_the_bundle_does_not_hide_it(tmp_path, monkeypatch):
     assert (bundle_folder(XD) / "configs" / "inference.json").is_file() and bundle_folder(XD) != tmp_path / XD
     copy = shutil.copytree(bundle_folder(XD), tmp_path / "elsewhere" / XD)
     assert bundle_folder(copy) == copy
+
+
+def test_amp_turns_bf16_on_for_every_bundle_as_the_config_key_does(xd_study, tmp_path):
+    """``--amp`` is the bundles' ``amp`` key: the mask equals ``run evaluating`` with ``amp`` True, and the report
+    records it (the cross-domain bundle defaults to fp32)."""
+    root, _, entry, weights = xd_study
+    args = ["segment", "--bundle", XD, "--weights", weights, "--config", "smoke.json", "--adc", entry["adc"], "--dwi", entry["dwi"], "--amp"]
+    r = strokezoo_cli(*args, "--out", tmp_path / "seg")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (out,) = (tmp_path / "seg").iterdir()
+    assert json.loads((out / "report.json").read_text())["bundles"][0]["amp"] is True
+    from monai.bundle import run
+
+    keys = {"config_file": config_files(XD, "inference.json", "smoke.json"), "bundle_root": str(tmp_path / "b"), "ckpt_path": str(weights), "amp": True}
+    case = {"case_id": out.name, "adc": entry["adc"], "dwi": entry["dwi"]}
+    run("evaluating", **keys, output_dir=str(tmp_path / "ref"), dataset_dir=str(root), entries=[case])
+    mine, theirs = (np.asarray(nib.load(p).dataobj) for p in (out / f"{XD}_mask.nii.gz", tmp_path / "ref" / f"{out.name}_dwi.nii.gz"))
+    assert np.array_equal(mine, theirs)

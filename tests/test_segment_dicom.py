@@ -38,6 +38,7 @@ DESCRIPTIONS = {
     "cbv": "CT CBV",
     "mtt": "CT MTT",
 }
+XD = "stroke_dwi_crossdomain_unet2d"
 TILT = 12.0  # degrees about the left-right axis, as an axial stack tilted to the AC-PC line
 
 
@@ -194,3 +195,26 @@ def test_segment_from_dicom_writes_the_mask_on_the_series_grid_and_a_seg_of_it(b
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uids[key] == report["dicom_seg"]["references_series"]
     assert int(seg.NumberOfFrames) == grid[2]
     assert int(seg.pixel_array.sum()) == int((np.asarray(mask.dataobj) > 0).sum())
+
+
+@pytest.fixture
+def xd_dicom(cohort, tmp_path):
+    """A cross-domain study whose ADC series holds two volumes (two images at every position)."""
+    root, _ = cohort("isles2022")
+    entry = build_datalist(root, tmp_path / "datalist.json", layout="isles2022", folds=3)["training"][0]
+    study = tmp_path / "study"
+    adc, dwi = (nib.load(entry[k]) for k in ("adc", "dwi"))
+    two = np.stack([np.asarray(adc.dataobj, np.float32)] * 2, axis=-1)
+    adc_uid, _ = write_dicom_series(two, adc.affine, study / "adc", DESCRIPTIONS["adc"])
+    write_dicom_series(np.asarray(dwi.dataobj, np.float32), dwi.affine, study / "dwi", DESCRIPTIONS["dwi"])
+    return study, adc_uid, untrained_checkpoint(XD, tmp_path / "w" / "model.pt", "inference.json")
+
+
+def test_a_study_with_a_4d_series_where_3d_is_expected_is_refused_naming_the_series(xd_dicom, tmp_path):
+    """The cross-domain bundle reads a 3D ADC: a 2-volume ADC series is refused by the case checker, with the
+    series named as the user knows it (not the working file it was read into), and nothing is written."""
+    study, adc_uid, weights = xd_dicom
+    r = strokezoo_cli("segment", "--bundle", XD, "--weights", weights, "--config", "smoke.json", "--study", study, "--out", tmp_path / "seg")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"refused for {XD}" in r.stderr and adc_uid in r.stderr and ".work" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "seg" / study.name).exists()

@@ -286,6 +286,7 @@ def segment(
     config=None,
     probabilities: bool = False,
     map=None,  # the flag is --map
+    amp: bool | None = None,
     **modalities: str,
 ) -> None:
     """Segment a study with a bundle's own inference configs: a mask, its volume, an overlay and a report.
@@ -299,6 +300,8 @@ def segment(
     the refused ones are listed at the end, exit status 1). BUNDLE: a bundle name or folder; several, comma-separated,
     with their --weights in the same order: each writes its mask, and their mean probability > 0.5 is the
     ensemble's. --config: override files of the bundles' configs/ the weights were trained with (e.g. smoke.json).
+    --amp / --noamp: bf16 autocast on or off for every bundle (default: each bundle's own; bf16 is faster on CPUs with
+    AMX or AVX512-BF16 and on GPUs, and may flip voxels whose probability is within rounding of the threshold).
 
     Writes OUT/<study>/: <bundle>_mask.nii.gz on the grid of the modality it segments (as the study gave it;
     --probabilities: <bundle>_prob.nii.gz too), ensemble_mask.nii.gz, overlay.png, report.json (lesion volume,
@@ -313,7 +316,7 @@ def segment(
     from .segment import segment_studies, segment_study
 
     bundles, weights_list = _names(bundle), _names(weights)
-    kwargs = {"configs": _names(config), "probabilities": bool(probabilities)}
+    kwargs = {"configs": _names(config), "probabilities": bool(probabilities), "amp": None if amp is None else bool(amp)}
     try:
         pairs = [m.split("=", 1) for m in _names(map)]
         if any(len(p) != 2 or not all(p) for p in pairs):

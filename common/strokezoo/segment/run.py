@@ -70,9 +70,9 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__, "strokezoo": strokezoo_version}
 
 
-def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str], work: Path) -> tuple[Path, Path | None, str]:
-    """The bundle's inference.json on ``entry`` into ``work``; returns its mask, its probability map (or None) and the
-    modality key whose grid they are on."""
+def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str], work: Path, amp: bool | None = None) -> tuple[Path, Path | None, str]:
+    """The bundle's inference.json on ``entry`` into ``work`` (``amp``: its ``amp`` key set, else its default);
+    returns its mask, its probability map (or None) and the modality key whose grid they are on."""
     import torch
     from monai.bundle import ConfigWorkflow
 
@@ -86,6 +86,7 @@ def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str]
         "output_dir": str(work / "out"),
         "dataset_dir": str(work / "no-dataset"),
         "entries": [entry],
+        **({} if amp is None else {"amp": bool(amp)}),
     }
     wf = ConfigWorkflow(config_file=_configs(folder, configs), meta_file=str(folder / "configs" / "metadata.json"), workflow_type="inference", **keys)
     if "save_probabilities" in wf.parser:
@@ -118,6 +119,7 @@ def segment_study(
     probabilities: bool = False,
     name: str | None = None,
     mapping: Mapping[str, str] | None = None,
+    amp: bool | None = None,
 ) -> dict:
     """Segment one study with each of ``bundles`` (names of the repository's bundles, or bundle folders) and its
     ``weights`` (same order), from ``files`` (``{modality: NIfTI}``) or the folder ``study``: its NIfTI files, or its
@@ -126,7 +128,9 @@ def segment_study(
     probability map too) on the grid of the modality it segments, as the study gave it, and with several bundles the
     mean of their probabilities thresholded at 0.5 (``ensemble_mask.nii.gz``); ``overlay.png``, ``report.json`` and
     ``report.md`` about the ensemble's mask, else the one bundle's; for DICOM in, that mask as a DICOM SEG too
-    (``segmentation.dcm``, referencing the series of the modality the mask is on). Returns the report. Raises :class:`InputError`
+    (``segmentation.dcm``, referencing the series of the modality the mask is on). ``amp``: bf16 autocast on (True) or
+    off (False) for every bundle, instead of each bundle's default (``amp`` in its ``inference.json``). Returns the
+    report. Raises :class:`InputError`
     naming the file and the problem (nothing is written for the study then)."""
     t0 = time.perf_counter()
     if len(weights) != len(bundles):
@@ -168,7 +172,7 @@ def segment_study(
                 raise InputError(name, f"refused for {folder.name}: {why}")
         results = []
         for folder, w in zip(folders, weights):
-            mask, prob, key = _run_bundle(folder, Path(w), {"case_id": name, **inputs}, configs, work / folder.name)
+            mask, prob, key = _run_bundle(folder, Path(w), {"case_id": name, **inputs}, configs, work / folder.name, amp)
             results.append((folder, Path(w), mask, prob, key))
         written = {}
         for folder, _, mask, prob, _ in results:
@@ -217,6 +221,7 @@ def segment_study(
                     "weights": str(w),
                     "weights_sha256": sha256(w),
                     "configs": ["inference.json", *configs],
+                    "amp": "default" if amp is None else bool(amp),
                     "files": written.get(folder.name, []),
                 }
                 for folder, w, *_ in results
