@@ -195,6 +195,7 @@ def test_segment_from_dicom_writes_the_mask_on_the_series_grid_and_a_seg_of_it(b
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uids[key] == report["dicom_seg"]["references_series"]
     assert int(seg.NumberOfFrames) == grid[2]
     assert int(seg.pixel_array.sum()) == int((np.asarray(mask.dataobj) > 0).sum())
+    assert f"| DICOM SEG | `segmentation.dcm`, referencing series {uids[key]} |" in (out / "report.md").read_text()
 
 
 @pytest.fixture

@@ -69,6 +69,8 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
         ("bundles", ", ".join(f"{b['name']} {b['version']}" for b in report["bundles"])),
         ("seconds", f"{report['seconds']:.1f}"),
     ]
+    if report.get("dicom_seg"):
+        rows.insert(2, ("DICOM SEG", f"`{report['dicom_seg']['file']}`, referencing series {report['dicom_seg']['references_series']}"))
     text = "\n".join(
         [
             f"# Lesion segmentation: {report['study']}",
