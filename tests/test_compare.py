@@ -108,15 +108,17 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
 
     monkeypatch.setattr(demo_module, "train_bundle", recorded)
     methods = f"{BUNDLE},basicunet,dynunet,threshold_adc"
-    report, results = compare("isles2022", methods, "smoke", str(out), progress=False, datalist=str(full))  # the session's cohort
+    # the session's cohort; a wall-clock budget too short for more than the first of two epochs
+    report, results = compare("isles2022", methods, "smoke", str(out), epochs=2, progress=False, datalist=str(full), minutes=1e-6)
 
     status = {r["name"]: r["status"] for r in results}
     assert status == {BUNDLE: "done", "basicunet": "done", "dynunet": "failed", "threshold_adc": "done"}
     assert "out of memory (simulated)" in next(r["error"] for r in results if r["name"] == "dynunet")
     assert all(0.0 <= r["best_val_dice"] <= 1.0 for r in results if r["name"] in (BUNDLE, "basicunet"))
-    # one budget for every trained method; the bundle with its own augmentation, as the stock nets have MONAI's
+    # one budget for every trained method (2 epochs or the minutes: each stopped after its first epoch, validated);
+    # the bundle with its own augmentation, as the stock nets have MONAI's
     assert {r["name"]: r["epochs"] for r in results if r["status"] == "done" and "epochs" in r} == {BUNDLE: 1, "basicunet": 1}
-    assert [run.get("augment") for run in bundle_runs] == [True]
+    assert [(run.get("augment"), run.get("minutes")) for run in bundle_runs] == [(True, 1e-6)]
     text = report.read_text()
     assert "dynunet | stock MONAI | failed: RuntimeError: out of memory (simulated)" in text and "fold 0" in text
     assert (out / "dice.png").stat().st_size > 0
@@ -127,6 +129,7 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
 
     with (out / "leaderboard.csv").open() as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert {m: rows[m]["epochs"] for m in (BUNDLE, "basicunet", "threshold_adc")} == {BUNDLE: "1", "basicunet": "1", "threshold_adc": ""}
     for r in results:
         if r["status"] != "done":
             continue
@@ -157,7 +160,7 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
     stamps = {p: p.stat().st_mtime_ns for p in (out / "methods").rglob("model.pt")}
     attempts = []
     monkeypatch.setattr(stock_module, "train_stock", lambda name, *a, **k: attempts.append(name) or failing_dynunet(name, *a, **k))
-    _, again = compare("isles2022", methods, "smoke", str(out), progress=False, datalist=str(full))
+    _, again = compare("isles2022", methods, "smoke", str(out), epochs=2, progress=False, datalist=str(full), minutes=1e-6)
     assert len(stamps) == 2 and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     assert attempts == ["dynunet"] and {r["name"]: r["status"] for r in again} == status
     assert hashlib.sha256(full.read_bytes()).hexdigest() == digest and not list(data.rglob("*_prob.nii.gz"))  # inputs untouched

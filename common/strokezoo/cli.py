@@ -350,6 +350,7 @@ def compare(
     seed: int = 3,
     dataset_dir: str | None = None,
     datalist: str | None = None,
+    minutes: float | None = None,
 ) -> None:
     """Train every method of a synthetic cohort (or of real data: --dataset_dir in the cohort's release layout, or a
     --datalist with patient-level folds), the stock MONAI baselines (BasicUNet, DynUNet) and the cohort's
@@ -359,7 +360,9 @@ def compare(
 
     Cohorts: isles2018, isles2022, isles2017, isles2015-siss, or all (each into OUT/<cohort>/). Sizes: smoke (CPU-sized, 1 epoch), cpu (CPU-sized,
     every method the cohort's epochs: isles2018 40, isles2022 20, isles2017 25, isles2015-siss 2), paper (the configs as
-    shipped, for a GPU, at the same epochs unless --epochs). METHODS: "all" or a comma-separated list.
+    shipped, for a GPU, at the same epochs unless --epochs). METHODS: "all" or a comma-separated list. --minutes M:
+    a wall-clock budget per trained method besides the epochs: each validates after every epoch and stops at the end
+    of the first epoch past M minutes (a bundle's stages share them equally); the table gives the epochs completed.
 
     Example:
         strokezoo compare --cohort isles2018 --methods all --size cpu --out compare_isles2018
@@ -372,7 +375,7 @@ def compare(
     failed = []
     for c in COHORTS if cohort == "all" else [cohort]:
         target = os.path.join(out, c) if cohort == "all" else out
-        report, results = run_compare(c, methods, size, target, epochs, cases, seed, dataset_dir=dataset_dir, datalist=datalist)
+        report, results = run_compare(c, methods, size, target, epochs, cases, seed, dataset_dir=dataset_dir, datalist=datalist, minutes=minutes)
         print(f"wrote {report}")
         failed += [r for r in results if r["status"] != "done"]
     if failed:

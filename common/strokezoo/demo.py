@@ -27,18 +27,26 @@ def train_bundle(
     overrides: dict | None = None,
     cpu: bool = True,
     augment: bool = False,
-) -> tuple[Path, float]:
+    minutes: float | None = None,
+) -> tuple[Path, float, list[int]]:
     """Train ``bundle`` into ``out`` for ``epochs`` on ``datalist`` (validation = ``val_fold``, every 5 epochs),
     running each of its training stages in turn, with its :func:`cpu_overrides` (``cpu``; else the configs as
     shipped), its own augmentation only if ``augment`` (the smoke runs of the demo and the tests go without: fewer
-    epochs reach their margin), then ``overrides`` (config keys of training only); returns the best checkpoint of
-    the last stage (``<ckpt_dir>/model.pt``) and that stage's best validation metric."""
+    epochs reach their margin), then ``overrides`` (config keys of training only). ``minutes``: a wall-clock budget
+    too, shared equally by the stages: each validates after every epoch and stops at the end of the first epoch past
+    its share (:class:`strokezoo.engines.WallClockBudget`; ``epochs`` still sets the schedules' length). Returns the
+    best checkpoint of the last stage (``<ckpt_dir>/model.pt``), that stage's best validation metric and the epochs
+    each stage completed."""
     from monai.bundle import ConfigWorkflow
 
-    for stage in BUNDLES[bundle].stages:
+    from .engines import WallClockBudget
+
+    stages = BUNDLES[bundle].stages
+    completed = []
+    for stage in stages:
         keys = {
             "epochs": epochs,
-            "val_interval": min(5, epochs),
+            "val_interval": 1 if minutes else min(5, epochs),
             "bundle_root": str(out),
             "dataset_dir": str(data),
             "datalist": str(datalist),
@@ -50,10 +58,14 @@ def train_bundle(
         }
         train = ConfigWorkflow(config_file=config_files(bundle, stage), workflow_type="train", **keys)
         train.initialize()
+        trainer = train.parser.get_parsed_content("train#trainer")
+        if minutes:
+            WallClockBudget(minutes * 60 / len(stages)).attach(trainer)
         train.run()
         train.finalize()
+        completed.append(int(trainer.state.epoch))
     best = float(train.parser.get_parsed_content("validate#evaluator").state.best_metric)
-    return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt", best
+    return Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt", best, completed
 
 
 def train_and_evaluate_bundle(bundle: str, data: Path, datalist: Path, out: Path, epochs: int, val_fold: int = 0, train_overrides: dict | None = None) -> dict:

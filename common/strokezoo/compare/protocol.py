@@ -113,7 +113,18 @@ def _files_key(paths: list[Path]) -> str:
 
 
 def _run_bundle(
-    bundle: str, data: Path, train_dl: Path, full_dl: Path, out: Path, size: str, epochs: int, test_fold: int, val_fold: int, split: tuple, overrides: dict
+    bundle: str,
+    data: Path,
+    train_dl: Path,
+    full_dl: Path,
+    out: Path,
+    size: str,
+    epochs: int,
+    test_fold: int,
+    val_fold: int,
+    split: tuple,
+    overrides: dict,
+    minutes: float | None = None,
 ) -> dict:
     from monai.bundle import ConfigWorkflow
 
@@ -127,7 +138,9 @@ def _run_bundle(
         if seen != split:
             raise RuntimeError(f"{bundle} ({stage}) would train on {sorted(seen[0])} and validate on {sorted(seen[1])}, not the comparison's split")
     t0 = time.perf_counter()
-    _, best_val = train_bundle(bundle, data, train_dl, out, epochs, val_fold, {**keys, **overrides}, cpu=size != "paper", augment=True)
+    _, best_val, completed = train_bundle(
+        bundle, data, train_dl, out, epochs, val_fold, {**keys, **overrides}, cpu=size != "paper", augment=True, minutes=minutes
+    )
     train_seconds = time.perf_counter() - t0
     pred = out / "test_predictions"
     infer_keys = {
@@ -161,20 +174,23 @@ def _run_bundle(
             if not target.exists():
                 os.link(p, target)
         pred = scored
-    return {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds, "best_val_dice": best_val}
+    result = {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds, "best_val_dice": best_val}
+    return result | {"epochs": completed[0] if len(completed) == 1 else completed}
 
 
-def _run_stock(name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path, epochs: int, seed: int, test_fold: int, val_fold: int) -> dict:
+def _run_stock(
+    name: str, cohort: str, train_dl: Path, full_dl: Path, out: Path, epochs: int, seed: int, test_fold: int, val_fold: int, minutes: float | None = None
+) -> dict:
     from ..data.datalist import select_entries
     from .stock import infer_stock, train_stock
 
     _, keys, dims, _ = COHORTS[cohort]
     train = select_entries(train_dl, "training", exclude_folds=[val_fold])
     val = select_entries(train_dl, "training", folds=[val_fold])
-    trained = train_stock(name, train, val, keys, dims, out, epochs, seed=seed)
+    trained = train_stock(name, train, val, keys, dims, out, epochs, seed=seed, minutes=minutes)
     pred = out / "test_predictions"
     per_volume = infer_stock(name, out / "model.pt", select_entries(full_dl, "training", folds=[test_fold]), keys, dims, pred)
-    return {"predictions": str(pred), "infer_seconds_per_volume": per_volume, **{k: trained[k] for k in ("train_seconds", "best_val_dice")}}
+    return {"predictions": str(pred), "infer_seconds_per_volume": per_volume, **{k: trained[k] for k in ("train_seconds", "best_val_dice", "epochs")}}
 
 
 def _run_rule(rule: str, full_dl: Path, out: Path) -> dict:
@@ -232,13 +248,17 @@ def compare(
     dataset_dir: str | None = None,
     datalist: str | None = None,
     overrides: dict | None = None,
+    minutes: float | None = None,
 ) -> tuple[Path, list[dict]]:
     """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), or take a real dataset in its release layout
     (``dataset_dir``: a 4-fold datalist is built in ``out``) or a datalist with patient-level folds (``datalist``,
     read in place), split it, run ``methods`` (``"all"`` or names from :func:`methods_of`), score the test split and
     write ``out/leaderboard.md``, ``.csv`` and ``dice.png``. Returns the leaderboard's path and the method results (a
     failed method has ``status`` ``"failed"`` and its ``error``; a trained one its ``best_val_dice``). ``overrides``:
-    training config keys given to every bundle (e.g. another CPU recipe; part of the resume key)."""
+    training config keys given to every bundle (e.g. another CPU recipe; part of the resume key). ``minutes``: a
+    wall-clock budget per trained method besides the epochs (part of the resume key): each validates after every
+    epoch and stops at the end of the first epoch past it (a bundle's stages share it equally); the epochs still set
+    the schedules' length, and each method's result records the epochs it completed."""
     from ..data.datalist import build_datalist, select_entries
     from ..metrics.evaluate import evaluate
     from ..synth import synthesize_cohort
@@ -289,6 +309,8 @@ def compare(
             "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
         }.get(kind, lambda: None)()
         settings = (size, budget, overrides, "own augmentation") if kind == "bundle" else (size, budget)
+        if minutes:
+            settings = (*settings, {"minutes": minutes})
         key = _key(name, *settings, seed, test_fold, val_fold, data_key, depends)
         record = run_dir / "result.json"
         if record.is_file():
@@ -299,11 +321,9 @@ def compare(
         result = {"name": name, "kind": kind, "key": key, "status": "failed"}
         try:
             if kind == "bundle":
-                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, budget, test_fold, val_fold, split, overrides or {})
-                ran["epochs"] = budget
+                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, budget, test_fold, val_fold, split, overrides or {}, minutes)
             elif kind == "stock MONAI":
-                ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold)
-                ran["epochs"] = budget
+                ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold, minutes)
             elif kind == "clinical rule":
                 ran = _run_rule(name.removeprefix("threshold_"), full_dl, run_dir)
             else:
@@ -335,7 +355,13 @@ def compare(
         ),
         f"- split: test = fold {test_fold} ({len(test_ids)} studies, never seen in training or model selection), "
         f"validation = fold {val_fold} ({len(split[1])}), training = the rest ({len(split[0])})",
-        f"- size: {size}; epochs: {budget} for every trained method (each stage of a bundle that trains in stages)",
+        f"- size: {size}; epochs: {budget} for every trained method (each stage of a bundle that trains in stages)"
+        + (
+            f", and at most {minutes:g} min of wall-clock each (validation after every epoch; stopped at the first epoch end past it, "
+            "a bundle's stages sharing it equally; the epochs completed are in the table)"
+            if minutes
+            else ""
+        ),
         f"- command: `{command}`",
         f"- machine: {_machine()}",
         f"- paired Wilcoxon signed-rank p of each method's per-case test Dice against {REFERENCE}'s; "

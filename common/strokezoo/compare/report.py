@@ -39,6 +39,7 @@ COLUMNS = (
     "hd95_n",
     "abs_volume_diff_ml_mean",
     "wilcoxon_p",
+    "epochs",
     "train_seconds",
     "infer_seconds_per_volume",
     "error",
@@ -98,11 +99,19 @@ def leaderboard_rows(results: list[dict], reference: str | None) -> list[dict]:
                 "hd95_n": m["hd95"]["n"],
                 "abs_volume_diff_ml_mean": m["abs_volume_diff_ml"]["mean"],
                 "wilcoxon_p": p,
+                "epochs": _epochs(r.get("epochs")),
                 "train_seconds": r.get("train_seconds", float("nan")),
                 "infer_seconds_per_volume": r.get("infer_seconds_per_volume", float("nan")),
             }
         rows.append(row)
     return rows
+
+
+def _epochs(epochs: int | list[int] | None) -> str:
+    """The epochs a method completed: ``"40"``, ``"12+9"`` for a bundle's stages, ``""`` for an untrained method."""
+    if epochs is None:
+        return ""
+    return "+".join(str(e) for e in epochs) if isinstance(epochs, list) else str(epochs)
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -141,18 +150,18 @@ def write_leaderboard(results: list[dict], reference: str | None, out: Path, pre
         _plot(results, out / "dice.png")
     lines = [*preamble, ""]
     lines += [
-        f"| method | kind | n | Dice mean ± SD | median | 95 % CI | lesion F1 | HD95 mm (n) | abs. ΔV mL | p vs {reference} | train s | infer s/vol |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| method | kind | n | Dice mean ± SD | median | 95 % CI | lesion F1 | HD95 mm (n) | abs. ΔV mL | p vs {reference} | epochs | train s | infer s/vol |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] != "done":
-            lines.append(f"| {r['method']} | {r['kind']} | failed: {r['error'].splitlines()[-1] if r['error'] else r['status']} |" + " |" * 9)
+            lines.append(f"| {r['method']} | {r['kind']} | failed: {r['error'].splitlines()[-1] if r['error'] else r['status']} |" + " |" * 10)
             continue
         lines.append(
             f"| {r['method']} | {r['kind']} | {r['n']} | {_f(r['dice_mean'])} ± {_f(r['dice_sd'])} | {_f(r['dice_median'])} | "
             f"{_f(r['dice_ci_low'])}–{_f(r['dice_ci_high'])} | {_f(r['lesion_f1_mean'])} | "
             f"{_f(r['hd95_median'], 1)} ({r['hd95_n']}) | {_f(r['abs_volume_diff_ml_mean'], 2)} | {_f(r['wilcoxon_p'], 3)} | "
-            f"{r['train_seconds']:.0f} | {r['infer_seconds_per_volume']:.2f} |"
+            f"{r['epochs'] or '–'} | {r['train_seconds']:.0f} | {r['infer_seconds_per_volume']:.2f} |"
         )
     lines += ["", "![per-case test Dice](dice.png)" if (out / "dice.png").exists() else ""]
     write_text_atomic("\n".join(lines) + "\n", out / "leaderboard.md")

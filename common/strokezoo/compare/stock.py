@@ -129,11 +129,22 @@ def _validation_dice(net: nn.Module, volumes: list[dict], spatial_dims: int) -> 
 
 
 def train_stock(
-    name: str, train: list[dict], val: list[dict], keys: Sequence[str], spatial_dims: int, out: Path, epochs: int, seed: int = 0, val_interval: int = 5
+    name: str,
+    train: list[dict],
+    val: list[dict],
+    keys: Sequence[str],
+    spatial_dims: int,
+    out: Path,
+    epochs: int,
+    seed: int = 0,
+    val_interval: int = 5,
+    minutes: float | None = None,
 ) -> dict:
     """Train stock network ``name`` on the ``train`` entries, validating on ``val`` every ``val_interval`` epochs
-    and at the end; the best network's weights go to ``out/model.pt``. Returns the seconds taken, the epochs and
-    the best validation Dice (``best_val_dice``)."""
+    and at the end; the best network's weights go to ``out/model.pt``. ``minutes``: a wall-clock budget too: it
+    validates after every epoch and stops at the end of the first epoch past the budget, as the bundles do
+    (:class:`strokezoo.engines.WallClockBudget`). Returns the seconds taken, the epochs completed and the best
+    validation Dice (``best_val_dice``)."""
     set_determinism(seed)
     t0 = time.perf_counter()
     net = stock_network(name, spatial_dims, len(keys))
@@ -143,20 +154,23 @@ def train_stock(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     best, best_state = -1.0, copy.deepcopy(net.state_dict())
+    start, epoch = time.perf_counter(), 0
     for epoch in range(1, epochs + 1):
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(net(batch["image"]), batch["label"])
             loss.backward()
             optimizer.step()
-        if epoch % val_interval == 0 or epoch == epochs:
+        if minutes or epoch % val_interval == 0 or epoch == epochs:
             dice = _validation_dice(net, volumes, spatial_dims)
             if dice > best:
                 best, best_state = dice, copy.deepcopy(net.state_dict())
+        if minutes and time.perf_counter() - start >= minutes * 60:
+            break
     out.mkdir(parents=True, exist_ok=True)
     torch.save(best_state, out / "model.pt")
     set_determinism(None)
-    return {"train_seconds": time.perf_counter() - t0, "epochs": epochs, "best_val_dice": best}
+    return {"train_seconds": time.perf_counter() - t0, "epochs": epoch, "best_val_dice": best}
 
 
 def infer_stock(name: str, checkpoint: Path, entries: list[dict], keys: Sequence[str], spatial_dims: int, out: Path) -> float:

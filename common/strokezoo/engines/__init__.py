@@ -6,6 +6,7 @@ from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .redraw_patches import RedrawPatches
 from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
+from .wall_clock import WallClockBudget
 
 __all__ = [
     "HandTrainer",
@@ -15,6 +16,7 @@ __all__ = [
     "RedrawPatches",
     "ResumeCheckpoint",
     "SaveBestNetwork",
+    "WallClockBudget",
     "per_rank_batch",
     "save_atomically",
 ]
