@@ -62,6 +62,7 @@ def test_segment_writes_the_mask_inference_json_writes_and_a_report_that_matches
     study = Path(entry["adc"]).name.split(".")[0]
     out = tmp_path / "seg" / study
     assert f"{study}: " in r.stdout and "report.md" in r.stdout
+    assert r.stdout.splitlines() == [line for line in r.stdout.splitlines() if line.startswith(f"{study}: ")]  # the result, no logs
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{XD}_mask.nii.gz", f"{XD}_prob.nii.gz", "overlay.png", "report.json", "report.md"])
 
     # the bundle's own inference (monai.bundle run, its inference.json + smoke.json) on the same files and weights

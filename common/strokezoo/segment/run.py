@@ -25,7 +25,7 @@ from ..bundle_info import bundle_folder, inference_keys
 from ..data.checks import check_entry
 from ..errors import InputError, InputsRefused
 from ..export import sha256
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_text_atomic
 from ..io.dicom import DicomSeries, read_series
 from ..io.nifti import save_nifti
 from .dicom_seg import write_dicom_seg
@@ -36,6 +36,31 @@ from .report import write_overlay, write_report
 __all__ = ["segment_studies", "segment_study"]
 
 WEIGHTS_DOC = "docs/weights.md"
+
+#: the bundles' logging.conf prints every INFO line to stdout; segment's stdout is its result lines, so the bundles
+#: run with warnings and errors only, on stderr
+QUIET_LOGGING = """[loggers]
+keys=root
+
+[handlers]
+keys=stderr
+
+[formatters]
+keys=plain
+
+[logger_root]
+level=WARNING
+handlers=stderr
+
+[handler_stderr]
+class=StreamHandler
+level=WARNING
+formatter=plain
+args=(sys.stderr,)
+
+[formatter_plain]
+format=%(levelname)s %(name)s: %(message)s
+"""
 
 
 def _configs(folder: Path, configs: Sequence[str]) -> list[str]:
@@ -88,7 +113,10 @@ def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str]
         "entries": [entry],
         **({} if amp is None else {"amp": bool(amp)}),
     }
-    wf = ConfigWorkflow(config_file=_configs(folder, configs), meta_file=str(folder / "configs" / "metadata.json"), workflow_type="inference", **keys)
+    work.mkdir(parents=True, exist_ok=True)
+    quiet = write_text_atomic(QUIET_LOGGING, work / "logging.conf")  # stdout keeps the results; warnings go to stderr
+    meta = str(folder / "configs" / "metadata.json")
+    wf = ConfigWorkflow(config_file=_configs(folder, configs), meta_file=meta, logging_file=str(quiet), workflow_type="inference", **keys)
     if "save_probabilities" in wf.parser:
         wf.parser["save_probabilities"] = True
     wf.initialize()
