@@ -140,3 +140,19 @@ def test_layouts_name_only_registered_modalities():
     with pytest.raises(KeyError, match="unknown modality key 'swi'"):
         kind_of("swi")
     assert kind_of("label_r2_adc") == "label" and kind_of("ctp") == "series" and kind_of("adc") == "image"
+
+
+def test_the_loader_says_nothing_about_monais_dicom_readers(caplog, recwarn):
+    """With pydicom installed (a dependency, for ``strokezoo segment``), MONAI's LoadImage builds its
+    NvImgCodecPydicomReader too, which warns and logs on each construction; the bundles' loader reads NIfTI and keeps
+    them quiet (and MONAI still picks NibabelReader for a NIfTI file)."""
+    import logging
+
+    import pydicom  # noqa: F401 - the condition of the warnings
+
+    from strokezoo.transforms import LoadModalitiesd
+
+    with caplog.at_level(logging.WARNING):
+        loader = LoadModalitiesd(["adc"]).loader
+    assert not [w for w in recwarn if "NvImgCodec" in str(w.message)] and "nvImageCodec" not in caplog.text
+    assert type(loader.readers[-1]).__name__ == "NibabelReader"

@@ -6,7 +6,9 @@ one tensor whichever config reads it (the shapes are those of :mod:`strokezoo.da
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Hashable, Mapping
 
 from monai.config import KeysCollection
@@ -25,6 +27,21 @@ def _stem(path: str | os.PathLike) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _quiet_load_image(**kwargs) -> LoadImage:
+    """MONAI's ``LoadImage(**kwargs)``, built without the warnings of its NvImgCodecPydicomReader: with pydicom
+    installed (``strokezoo segment`` reads DICOM headers with it), LoadImage builds that reader too, which warns on
+    every construction that its GPU decoder is missing. The inputs here are NIfTI files, read by NibabelReader."""
+    plugin_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+            return LoadImage(**kwargs)
+    finally:
+        plugin_log.setLevel(level)
 
 
 class LoadModalitiesd(MapTransform):
@@ -54,7 +71,7 @@ class LoadModalitiesd(MapTransform):
         self.stacked_key = stacked_key
         self.name_key = name_key
         kwargs = {} if dtype is None else {"dtype": dtype}
-        self.loader = LoadImage(image_only=True, ensure_channel_first=True, **kwargs)
+        self.loader = _quiet_load_image(image_only=True, ensure_channel_first=True, **kwargs)
 
     def _one(self, key: str, path: str | os.PathLike):
         return to_channels(self.loader(path), key)
