@@ -245,3 +245,25 @@ def test_amp_turns_bf16_on_for_every_bundle_as_the_config_key_does(xd_study, tmp
     run("evaluating", **keys, output_dir=str(tmp_path / "ref"), dataset_dir=str(root), entries=[case])
     mine, theirs = (np.asarray(nib.load(p).dataobj) for p in (out / f"{XD}_mask.nii.gz", tmp_path / "ref" / f"{out.name}_dwi.nii.gz"))
     assert np.array_equal(mine, theirs)
+
+
+def test_the_quick_start_segments_a_demo_study_as_written(cohort, tmp_path, monkeypatch):
+    """README.md's quick-start ``.venv/bin/strokezoo segment`` line, word for word, in a folder laid out as ``make
+    demo`` leaves it: its ISLES 2022 cohort under ``demo_output/data/isles2022`` and the cross-domain bundle's
+    smoke-sized checkpoint (here untrained) under ``demo_output/bundles``."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (line,) = [x for block in re.findall(r"```bash\n(.*?)```", text, re.S) for x in block.splitlines() if x.startswith(".venv/bin/strokezoo segment")]
+    words = shlex.split(line)
+    study = Path(words[words.index("--study") + 1])
+    root, _ = cohort("isles2022")
+    shutil.copytree(root, tmp_path / study.parent.parent)  # demo_output/data/isles2022
+    assert (tmp_path / study).is_dir()
+    untrained_checkpoint(XD, tmp_path / words[words.index("--weights") + 1])  # smoke-sized, as the demo trains it
+    monkeypatch.chdir(tmp_path)
+    r = strokezoo_cli(*words[1:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / words[words.index("--out") + 1] / study.name / "report.json").read_text())
+    assert report["bundles"][0]["name"] == XD and sorted(report["inputs"]) == ["adc", "dwi"]

@@ -10,6 +10,7 @@ bundle or beside the inputs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -116,7 +117,13 @@ def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str]
     work.mkdir(parents=True, exist_ok=True)
     quiet = write_text_atomic(QUIET_LOGGING, work / "logging.conf")  # stdout keeps the results; warnings go to stderr
     meta = str(folder / "configs" / "metadata.json")
-    wf = ConfigWorkflow(config_file=_configs(folder, configs), meta_file=meta, logging_file=str(quiet), workflow_type="inference", **keys)
+    announcer = logging.getLogger("monai.bundle.workflows")  # says which logging config it applied, on stdout
+    level = announcer.level
+    announcer.setLevel(logging.WARNING)
+    try:
+        wf = ConfigWorkflow(config_file=_configs(folder, configs), meta_file=meta, logging_file=str(quiet), workflow_type="inference", **keys)
+    finally:
+        announcer.setLevel(level)
     if "save_probabilities" in wf.parser:
         wf.parser["save_probabilities"] = True
     wf.initialize()
