@@ -1,4 +1,4 @@
-"""The evidence behind docs/leaderboard.md's notes on the ISLES 2018 bundles, on `strokezoo compare`'s cohort and split.
+"""The evidence behind docs/leaderboard.md's notes on the bundles, on `strokezoo compare`'s cohorts and splits.
 
 ``recipes``: the CT boundary bundle trained with each CPU recipe (training keys over configs/smoke.json; epochs),
 without augmentation as the recipe was chosen, printing the best validation Dice (fold 1, what chose the recipe)
@@ -15,10 +15,16 @@ the CTP source series, and the per-pixel ROC AUC of that enhancement for core ag
 in-plane Gaussian smoothing. ISLES 2022 (every study): the share of lesion voxels and of other brain voxels with
 ADC < 620e-6 mm^2/s, the clinical rule's cut.
 
+``crossattention``: the ISLES 2017 comparison with 24 patients (6 test studies; every method, as ``strokezoo
+compare --cohort isles2017 --cases 24``), printing its leaderboard, then the cross-attention bundle with each CPU
+setting of :data:`CA_SETTINGS` over configs/smoke.json on that split (with its own augmentation, as the comparison
+trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0).
+
 Usage:
     python benchmarks/compare_evidence.py recipes --out DIR
     python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
     python benchmarks/compare_evidence.py physics --out DIR
+    python benchmarks/compare_evidence.py crossattention --out DIR
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ RECIPES = [
     ("batch 4, lr 1e-3", {"batch_size": 4, "learning_rate": 0.001}, 40),
     ("batch 4, lr 2e-3", {"batch_size": 4, "learning_rate": 0.002}, 40),
     ("batch 8, lr 1e-3, 80 epochs", {"batch_size": 8, "learning_rate": 0.001}, 80),
+]
+
+
+CROSSATTENTION = "stroke_mri_crossattention_unet2d"
+
+#: (label, training keys) of the cross-attention bundle's CPU settings tried on the 24-patient ISLES 2017 split
+CA_SETTINGS = [
+    ("as shipped (64 x 64, batch 8, lr 1e-3)", {}),
+    ("lr 5e-4", {"learning_rate": 0.0005}),
+    ("lr 2e-3", {"learning_rate": 0.002}),
+    ("batch 4, lr 2e-3", {"batch_size": 4, "learning_rate": 0.002}),
+    ("96 x 96 slices", {"image_size": 96}),
 ]
 
 
@@ -89,6 +107,20 @@ def transformer(out: Path, epochs: list[int]) -> None:
                 print("| " + " | ".join([*row, f"{share['tfa']:.1%}", f"{share['b']:.1%}"]) + " |", flush=True)
 
 
+def crossattention(out: Path) -> None:
+    report, _ = compare("isles2017", "all", "cpu", str(out / "cohort24"), cases=24, progress=False)
+    print(Path(report).read_text())
+    datalist = str(out / "cohort24" / "datalist.json")
+    print("| cross-attention setting | best validation Dice (fold 1) | test Dice (fold 0) |\n|---|---|---|")
+    for i, (label, keys) in enumerate(CA_SETTINGS):
+        _, results = compare("isles2017", CROSSATTENTION, "cpu", str(out / f"setting{i}"), datalist=datalist, overrides=keys, progress=False)
+        r = results[0]
+        if r["status"] != "done":
+            raise SystemExit(f"{label}: {r['error']}")
+        test = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+        print(f"| {label} | {r['best_val_dice']:.3f} | {test:.3f} |", flush=True)
+
+
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """ROC AUC of ``positive`` scoring above ``negative`` (the Mann-Whitney U statistic over the pairs)."""
     from scipy.stats import mannwhitneyu
@@ -130,11 +162,16 @@ def physics(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer", "physics"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     args = parser.parse_args()
-    {"recipes": lambda: recipes(args.out), "transformer": lambda: transformer(args.out, args.epochs), "physics": lambda: physics(args.out)}[args.what]()
+    {
+        "recipes": lambda: recipes(args.out),
+        "transformer": lambda: transformer(args.out, args.epochs),
+        "physics": lambda: physics(args.out),
+        "crossattention": lambda: crossattention(args.out),
+    }[args.what]()
 
 
 if __name__ == "__main__":

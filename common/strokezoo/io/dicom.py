@@ -49,13 +49,15 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 @dataclass
 class DicomSeries:
-    """One series of a folder: its UID, its descriptive names and its instance files (unsorted)."""
+    """One series of a folder: its UID, its descriptive names, its instance files (unsorted) and their headers (read
+    without pixel data, in the order of ``files``)."""
 
     uid: str
     description: str
     protocol: str
     modality: str
     files: list[Path] = field(default_factory=list)
+    headers: list = field(default_factory=list, repr=False)
 
     @property
     def label(self) -> str:
@@ -86,15 +88,14 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
         uid = str(ds.SeriesInstanceUID)
         s = series.setdefault(uid, DicomSeries(uid, str(ds.get("SeriesDescription", "")), str(ds.get("ProtocolName", "")), str(ds.get("Modality", ""))))
         s.files.append(path)
+        s.headers.append(ds)
     return list(series.values())
 
 
 def _frames(series: DicomSeries) -> list[list[Path]]:
     """The series' files as frames (one per time point or volume), each a list of slices in increasing position
     along the normal; raises :class:`InputError` where they do not make whole, evenly spaced volumes."""
-    import pydicom
-
-    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in series.files]
+    headers = series.headers
     first = headers[0]
     for ds, path in zip(headers, series.files):
         for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns"):

@@ -98,7 +98,7 @@ def study_inputs(
         files = {k: str(v) for k, v in (files or {}).items()}
         missing = [k for k in keys if k not in files]
         if missing:
-            raise InputError("study", f"no file for {', '.join(missing)}: this bundle reads {', '.join(keys)} (give --{missing[0]} FILE)")
+            raise InputError("study", f"no file for {', '.join(missing)}: the bundles given read {', '.join(keys)} (give --{missing[0]} FILE)")
         return {k: files[k] for k in keys}
     root = Path(study)
     if not root.is_dir():
@@ -115,5 +115,5 @@ def study_inputs(
         return {k: series[k] if k in series else str(found[k][0]) for k in keys}
     if missing:
         named = ", ".join(f"{k}={found[k][0].name}" for k in found) or "none"
-        raise InputError(root, f"no file for {', '.join(missing)} (matched: {named}); this bundle reads {', '.join(keys)}")
+        raise InputError(root, f"no file for {', '.join(missing)} (matched: {named}); the bundles given read {', '.join(keys)}")
     return {k: str(found[k][0]) for k in keys}

@@ -159,14 +159,15 @@ def segment_study(
     """Segment one study with each of ``bundles`` (names of the repository's bundles, or bundle folders) and its
     ``weights`` (same order), from ``files`` (``{modality: NIfTI}``) or the folder ``study``: its NIfTI files, or its
     DICOM series (matched by name, or by ``mapping``, ``{modality: SeriesInstanceUID}``; read on their own grids,
-    :func:`strokezoo.io.dicom.read_series`); write into ``out/<study name>/``: each bundle's mask (``<bundle>_mask.nii.gz``; ``--probabilities``: its
+    :func:`strokezoo.io.dicom.read_series`).
+
+    Writes into ``out/<study name>/``: each bundle's mask (``<bundle>_mask.nii.gz``; ``probabilities``: its
     probability map too) on the grid of the modality it segments, as the study gave it, and with several bundles the
     mean of their probabilities thresholded at 0.5 (``ensemble_mask.nii.gz``); ``overlay.png``, ``report.json`` and
     ``report.md`` about the ensemble's mask, else the one bundle's; for DICOM in, that mask as a DICOM SEG too
     (``segmentation.dcm``, referencing the series of the modality the mask is on). ``amp``: bf16 autocast on (True) or
     off (False) for every bundle, instead of each bundle's default (``amp`` in its ``inference.json``). Returns the
-    report. Raises :class:`InputError`
-    naming the file and the problem (nothing is written for the study then)."""
+    report. Raises :class:`InputError` naming the file and the problem (nothing is written for the study then)."""
     t0 = time.perf_counter()
     if len(weights) != len(bundles):
         raise ValueError(f"{len(bundles)} bundles but {len(weights)} weights: give one --weights per --bundle, in the same order")
@@ -183,9 +184,7 @@ def segment_study(
     unknown = sorted(set(mapping or {}) - set(read))
     if unknown:
         raise InputError(study or "study", f"--map names {', '.join(unknown)}, which no bundle given reads ({', '.join(read)})")
-    sources: dict[str, str | DicomSeries] = {}
-    for folder in folders:
-        sources |= study_inputs(inference_keys(folder), files, study, mapping)
+    sources = study_inputs(read, files, study, mapping)  # every bundle's modalities at once: the folder is read once
     series = {k: v for k, v in sources.items() if isinstance(v, DicomSeries)}
     out_dir = Path(out) / name
     if study is not None and out_dir.resolve().is_relative_to(Path(study).resolve()):

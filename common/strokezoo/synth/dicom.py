@@ -115,5 +115,5 @@ def write_dicom_series(
                 ds.RescaleType = "HU"
             ds.PixelData = np.ascontiguousarray(stored[:, :, k, t].T).tobytes()
             ds.save_as(folder / f"IM_{t:03d}_{k:03d}.dcm", enforce_file_format=True)
-    values = (stored.astype(np.float32) * np.float32(slope))[..., 0] if volume.ndim == 3 else stored.astype(np.float32) * np.float32(slope)
-    return series_uid, values
+    values = stored.astype(np.float32) * np.float32(slope)
+    return series_uid, values[..., 0] if volume.ndim == 3 else values
