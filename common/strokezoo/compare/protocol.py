@@ -231,7 +231,8 @@ def _machine() -> str:
     import monai
     import torch
 
-    return f"{platform.platform()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, torch {torch.__version__}, MONAI {monai.__version__}"
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.platform()}, {os.cpu_count()} logical CPUs{gpu}, Python {platform.python_version()}, torch {torch.__version__}, MONAI {monai.__version__}"
 
 
 def compare(

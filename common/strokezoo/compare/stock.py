@@ -5,7 +5,8 @@ the random flips and intensity scaling and shifting of MONAI's tutorials, config
 tuned here. The 2D cohorts train on axial slices (every slice, as the 2D bundles do) and infer slice by slice; the
 3D cohort (ISLES 2015 SISS) trains on 64 × 64 × 32 patches drawn half on the lesion, half off
 (``RandCropByPosNegLabeld``, 4 per volume) and infers by sliding window. The network of the best validation Dice
-is kept, as in the bundles.
+is kept, as in the bundles. They train and infer on the first CUDA device where there is one, as the bundles'
+configs do.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ __all__ = ["STOCK", "stock_network", "train_stock", "infer_stock"]
 STOCK = ("basicunet", "dynunet")
 
 PATCH_3D = (64, 64, 32)
+
+
+def _device() -> torch.device:
+    """The first CUDA device where there is one, else the CPU (the bundles' ``device`` key)."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 class _Padded(nn.Module):
@@ -116,12 +122,12 @@ def _onehot(mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([~mask, mask], 1).float()
 
 
-def _validation_dice(net: nn.Module, volumes: list[dict], spatial_dims: int) -> float:
+def _validation_dice(net: nn.Module, volumes: list[dict], spatial_dims: int, device: torch.device) -> float:
     inferer, scores = _inferer(spatial_dims), []
     net.eval()
     with torch.no_grad():
         for v in volumes:
-            pred = inferer(v["image"][None], net).argmax(1, keepdim=True) > 0
+            pred = inferer(v["image"][None].to(device), net).argmax(1, keepdim=True).cpu() > 0
             label = v["label"][None] > 0
             scores.append(float(compute_dice(_onehot(pred), _onehot(label), include_background=False, ignore_empty=False).mean()))
     net.train()
@@ -147,7 +153,8 @@ def train_stock(
     validation Dice (``best_val_dice``)."""
     set_determinism(seed)
     t0 = time.perf_counter()
-    net = stock_network(name, spatial_dims, len(keys))
+    device = _device()
+    net = stock_network(name, spatial_dims, len(keys)).to(device)
     loader = _train_loader(train, keys, spatial_dims)
     prep = _volume_transform(keys, with_label=True)
     volumes = [prep(dict(e)) for e in val]
@@ -158,11 +165,11 @@ def train_stock(
     for epoch in range(1, epochs + 1):
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(batch["image"]), batch["label"])
+            loss = loss_fn(net(batch["image"].to(device)), batch["label"].to(device))
             loss.backward()
             optimizer.step()
         if minutes or epoch % val_interval == 0 or epoch == epochs:
-            dice = _validation_dice(net, volumes, spatial_dims)
+            dice = _validation_dice(net, volumes, spatial_dims, device)
             if dice > best:
                 best, best_state = dice, copy.deepcopy(net.state_dict())
         if minutes and time.perf_counter() - start >= minutes * 60:
@@ -176,16 +183,17 @@ def train_stock(
 def infer_stock(name: str, checkpoint: Path, entries: list[dict], keys: Sequence[str], spatial_dims: int, out: Path) -> float:
     """Masks (``<case_id>.nii.gz``, uint8) and lesion probabilities (``<case_id>_prob.nii.gz``) of the stock network
     on each entry, on its input grid; returns the seconds per volume."""
+    device = _device()
     net = stock_network(name, spatial_dims, len(keys))
     net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    net.eval()
+    net.to(device).eval()
     prep, inferer = _volume_transform(keys, with_label=False), _inferer(spatial_dims)
     save_mask, save_prob = SaveCased("pred", out, dtype="uint8"), SaveCased("prob", out, postfix="_prob", dtype="float32")
     t0 = time.perf_counter()
     with torch.no_grad():
         for e in entries:
             d = prep(dict(e))
-            prob = torch.softmax(inferer(d["image"][None], net), 1)[0, 1:2]
+            prob = torch.softmax(inferer(d["image"][None].to(device), net), 1)[0, 1:2].cpu()
             affine = d["image"].affine
             save_mask({"pred": MetaTensor((prob > 0.5).float(), affine=affine), "case_id": e["case_id"]})
             save_prob({"prob": MetaTensor(prob, affine=affine), "case_id": e["case_id"]})
