@@ -232,7 +232,8 @@ def _machine() -> str:
     import torch
 
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{platform.platform()}, {os.cpu_count()} logical CPUs{gpu}, Python {platform.python_version()}, torch {torch.__version__}, MONAI {monai.__version__}"
+    versions = f"Python {platform.python_version()}, torch {torch.__version__}, MONAI {monai.__version__}"
+    return f"{platform.platform()}, {os.cpu_count()} logical CPUs{gpu}, {versions}"
 
 
 def compare(
