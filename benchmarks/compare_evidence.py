@@ -18,7 +18,8 @@ ADC < 620e-6 mm^2/s, the clinical rule's cut.
 ``crossattention``: the ISLES 2017 comparison with 24 patients (6 test studies; every method, as ``strokezoo
 compare --cohort isles2017 --cases 24``), printing its leaderboard, then the cross-attention bundle with each CPU
 setting of :data:`CA_SETTINGS` over configs/smoke.json on that split (with its own augmentation, as the comparison
-trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0).
+trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0); then the stock BasicUNet of the
+comparison on the bundle's three inputs (ADC, TTP, Tmax) and on the cohort's six, on the same split and budget.
 
 Usage:
     python benchmarks/compare_evidence.py recipes --out DIR
@@ -35,9 +36,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from monai.bundle import ConfigParser
 
-from strokezoo.compare import compare
+from strokezoo.bundle_info import config_files
+from strokezoo.compare import COHORTS, compare
+from strokezoo.compare.stock import infer_stock, train_stock
 from strokezoo.data.datalist import select_entries
+from strokezoo.metrics.evaluate import evaluate
 
 CT = "stroke_ct_boundary_attention_unet2d"
 TRANSFORMER = "stroke_ctp_transformer_unet2d"
@@ -119,6 +124,22 @@ def crossattention(out: Path) -> None:
             raise SystemExit(f"{label}: {r['error']}")
         test = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
         print(f"| {label} | {r['best_val_dice']:.3f} | {test:.3f} |", flush=True)
+    print("\n| stock BasicUNet's inputs | best validation Dice (fold 1) | test Dice (fold 0) |\n|---|---|---|")
+    inputs = ConfigParser.load_config_files(config_files(CROSSATTENTION, "train.json"))["modalities"]  # the paper's three
+    for keys in (tuple(inputs), COHORTS["isles2017"][1]):
+        val, test = _basicunet_on(Path(datalist), keys, out / f"basicunet_{'_'.join(keys)}")
+        print(f"| {', '.join(keys)} | {val:.3f} | {test:.3f} |", flush=True)
+
+
+def _basicunet_on(datalist: Path, keys: tuple[str, ...], out: Path, epochs: int = 25) -> tuple[float, float]:
+    """The comparison's stock BasicUNet (seed 3, the cohort's epochs) on the inputs ``keys`` of the same split:
+    its best validation Dice (fold 1) and its test Dice (fold 0)."""
+    train = select_entries(datalist, "training", exclude_folds=[0, 1])
+    trained = train_stock("basicunet", train, select_entries(datalist, "training", folds=[1]), keys, 2, out, epochs, seed=3)
+    infer_stock("basicunet", out / "model.pt", select_entries(datalist, "training", folds=[0]), keys, 2, out / "test_predictions")
+    evaluate(str(out / "test_predictions"), datalist, out / "evaluation", folds=[0])
+    test = json.loads((out / "evaluation" / "summary.json").read_text())["metrics"]["dice"]["mean"]
+    return trained["best_val_dice"], test
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
