@@ -69,6 +69,7 @@ CA_SETTINGS = [
     ("lr 2e-3", {"learning_rate": 0.002}),
     ("batch 4, lr 2e-3", {"batch_size": 4, "learning_rate": 0.002}),
     ("96 x 96 slices", {"image_size": 96}),
+    ("128 x 128 slices", {"image_size": 128}),
 ]
 
 
