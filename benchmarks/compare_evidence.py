@@ -21,16 +21,22 @@ setting of :data:`CA_SETTINGS` over configs/smoke.json on that split (with its o
 trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0); then the stock BasicUNet of the
 comparison on the bundle's three inputs (ADC, TTP, Tmax) and on the cohort's six, on the same split and budget.
 
+``pseudodwi``: the pseudo-DWI bundle on the ISLES 2018 comparison at its budget; per test study the core's size and
+slices, the core's median over the brain's (on the core's slices) in the generated pseudo-DWI and in the real DWI,
+the segmenter's highest lesion probability in the core and elsewhere, and the Dice.
+
 Usage:
     python benchmarks/compare_evidence.py recipes --out DIR
     python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
     python benchmarks/compare_evidence.py physics --out DIR
     python benchmarks/compare_evidence.py crossattention --out DIR
+    python benchmarks/compare_evidence.py pseudodwi --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -46,6 +52,7 @@ from strokezoo.metrics.evaluate import evaluate
 
 CT = "stroke_ct_boundary_attention_unet2d"
 TRANSFORMER = "stroke_ctp_transformer_unet2d"
+PSEUDODWI = "stroke_ctp_pseudodwi_slnet2d"
 
 #: the bundles' smoke runs without their augmentation, as the CT boundary recipes were compared
 NO_AUGMENTATION = {"train#random_transforms": []}
@@ -182,9 +189,37 @@ def physics(out: Path) -> None:
     print(f"other brain voxels: at most {max(other):.2%}")
 
 
+def pseudodwi(out: Path) -> None:
+    """The pseudo-DWI bundle's test studies at the comparison's budget: what its generator shows and what its
+    segmenter marks, per study."""
+    datalist = _cohort(out)
+    _, results = compare("isles2018", PSEUDODWI, "cpu", str(out / "pseudodwi"), datalist=datalist, progress=False)
+    r = results[0]
+    if r["status"] != "done":
+        raise SystemExit(r["error"])
+    pred = Path(r["predictions"])
+    print(
+        "| study | core voxels | core slices | pseudo-DWI core / brain | DWI core / brain | p max in core | p max elsewhere | Dice |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    scored = {row["case_id"]: row["dice"] for row in csv.DictReader((Path(r["evaluation"]) / "metrics.csv").open()) if row["case_id"].startswith("case")}
+    for entry in select_entries(datalist, "training", folds=[0]):
+        core = np.asarray(nib.load(entry["label"]).dataobj) > 0
+        prob = np.asarray(nib.load(pred / f"{entry['case_id']}_prob.nii.gz").dataobj, np.float32)
+        pseudo = np.asarray(nib.load(pred / "pseudo_dwi" / f"{entry['case_id']}.nii.gz").dataobj, np.float32)
+        dwi = np.asarray(nib.load(entry["dwi"]).dataobj, np.float32)
+        slices = np.unique(np.nonzero(core)[2])
+        brain = np.zeros_like(core)
+        brain[..., slices] = np.asarray(nib.load(entry["cbf"]).dataobj)[..., slices] > 0  # the core's slices
+        brain &= ~core
+        ratio = [f"{np.median(v[core]) / np.median(v[brain]):.2f}" for v in (pseudo, dwi)]
+        row = [entry["case_id"], str(int(core.sum())), f"{len(slices)} of {core.shape[2]}", *ratio, f"{prob[core].max():.3f}", f"{prob[~core].max():.3f}"]
+        print("| " + " | ".join([*row, f"{float(scored[entry['case_id']]):.3f}"]) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     args = parser.parse_args()
@@ -193,6 +228,7 @@ def main() -> None:
         "transformer": lambda: transformer(args.out, args.epochs),
         "physics": lambda: physics(args.out),
         "crossattention": lambda: crossattention(args.out),
+        "pseudodwi": lambda: pseudodwi(args.out),
     }[args.what]()
 
 
