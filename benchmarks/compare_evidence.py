@@ -18,7 +18,8 @@ ADC < 620e-6 mm^2/s, the clinical rule's cut.
 ``crossattention``: the ISLES 2017 comparison with 24 patients (6 test studies; every method, as ``strokezoo
 compare --cohort isles2017 --cases 24``), printing its leaderboard, then the cross-attention bundle with each CPU
 setting of :data:`CA_SETTINGS` over configs/smoke.json on that split (with its own augmentation, as the comparison
-trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0); then the stock BasicUNet of the
+trains it), printing the best validation Dice (fold 1) and the test Dice (fold 0); the network of the thesis's plain
+min-max on each test study as it is and with its TTP map clipped at its 99.9th percentile; then the stock BasicUNet of the
 comparison on the bundle's three inputs (ADC, TTP, Tmax) and on the cohort's six, on the same split and budget.
 
 ``pseudodwi``: the pseudo-DWI bundle on the ISLES 2018 comparison at its budget; per test study the core's size and
@@ -44,8 +45,8 @@ import nibabel as nib
 import numpy as np
 from monai.bundle import ConfigParser
 
-from strokezoo.bundle_info import config_files
-from strokezoo.compare import COHORTS, compare
+from strokezoo.bundle_info import config_files, cpu_overrides
+from strokezoo.compare import COHORTS, compare, inference_workflow
 from strokezoo.compare.stock import infer_stock, train_stock
 from strokezoo.data.datalist import select_entries
 from strokezoo.metrics.evaluate import evaluate
@@ -72,6 +73,7 @@ CROSSATTENTION = "stroke_mri_crossattention_unet2d"
 #: (label, training keys) of the cross-attention bundle's CPU settings tried on the 24-patient ISLES 2017 split
 CA_SETTINGS = [
     ("as shipped (64 x 64, batch 8, lr 1e-3)", {}),
+    ("the thesis's plain min-max", {"max_percentile": 100}),
     ("lr 5e-4", {"learning_rate": 0.0005}),
     ("lr 2e-3", {"learning_rate": 0.002}),
     ("batch 4, lr 2e-3", {"batch_size": 4, "learning_rate": 0.002}),
@@ -132,11 +134,44 @@ def crossattention(out: Path) -> None:
             raise SystemExit(f"{label}: {r['error']}")
         test = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
         print(f"| {label} | {r['best_val_dice']:.3f} | {test:.3f} |", flush=True)
+    _clipped_ttp(Path(datalist), out / "setting1" / "methods" / CROSSATTENTION, out / "clipped_ttp")
     print("\n| stock BasicUNet's inputs | best validation Dice (fold 1) | test Dice (fold 0) |\n|---|---|---|")
     inputs = ConfigParser.load_config_files(config_files(CROSSATTENTION, "train.json"))["modalities"]  # the paper's three
     for keys in (tuple(inputs), COHORTS["isles2017"][1]):
         val, test = _basicunet_on(Path(datalist), keys, out / f"basicunet_{'_'.join(keys)}")
         print(f"| {', '.join(keys)} | {val:.3f} | {test:.3f} |", flush=True)
+
+
+def _clipped_ttp(datalist: Path, run: Path, out: Path) -> None:
+    """The network trained with the thesis's plain min-max (``run``) on each test study as it is and with only its
+    TTP map clipped at its own 99.9th percentile (a copy in ``out``; the inputs are never written): the test Dice
+    per study, as ``strokezoo evaluate`` scores it."""
+    entries = select_entries(datalist, "training", folds=[0])
+    clipped = []
+    for e in entries:
+        img = nib.load(e["ttp"])
+        ttp = np.asarray(img.dataobj, np.float32)
+        path = out / "inputs" / f"{e['case_id']}_ttp.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(np.minimum(ttp, np.percentile(ttp, 99.9)), img.affine), path)
+        clipped.append({**e, "ttp": str(path)})
+    root = json.loads(datalist.read_text())["root"]
+    keys = {"bundle_root": str(run), "dataset_dir": root, **cpu_overrides(CROSSATTENTION), "max_percentile": 100}
+    infer = inference_workflow(CROSSATTENTION, keys, datalist, 0, 1, out / "predictions")
+    infer.parser["entries"] = clipped
+    infer.initialize()
+    infer.run()
+    infer.finalize()
+    evaluate(str(out / "predictions"), datalist, out / "evaluation", folds=[0])
+    dice = {
+        r["case_id"]: float(r["dice"]) for r in csv.DictReader((out / "evaluation" / "metrics.csv").open()) if r["case_id"] in {e["case_id"] for e in entries}
+    }
+    before = {r["case_id"]: float(r["dice"]) for r in csv.DictReader((run / "evaluation" / "metrics.csv").open()) if r["case_id"] in dice}
+    print("\n| test study (plain min-max network) | TTP max / 99.9th percentile | Dice as it is | Dice, TTP clipped |\n|---|---|---|---|")
+    for e in entries:
+        ttp = np.asarray(nib.load(e["ttp"]).dataobj, np.float32)
+        ratio = ttp.max() / np.percentile(ttp, 99.9)
+        print(f"| {e['case_id']} | {ratio:.2f} | {before[e['case_id']]:.3f} | {dice[e['case_id']]:.3f} |", flush=True)
 
 
 def _basicunet_on(datalist: Path, keys: tuple[str, ...], out: Path, epochs: int = 25) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from strokezoo.compare import bootstrap_ci, bundle_split, compare, methods_of, paired_wilcoxon, split_overrides
+from strokezoo.compare import bootstrap_ci, bundle_split, compare, inference_workflow, methods_of, paired_wilcoxon, split_overrides
 from strokezoo.compare import stock as stock_module
 
 BUNDLE = "stroke_dwi_crossdomain_unet2d"
@@ -84,6 +84,22 @@ def test_each_bundle_trains_and_validates_on_the_comparison_split(tmp_path):
     with pytest.raises(ValueError, match=r"two_folds.json: its training entries need folds 0 \(test\) and 1 \(validation\)"):
         compare("isles2018", "threshold_rcbf", "smoke", str(tmp_path / "out"), datalist=str(two_folds), progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_test_fold_is_inferred_with_the_network_and_slices_that_were_trained(tmp_path):
+    """Training keys that inference.json also reads (the CPU widths, a slice size the comparison overrides) reach
+    the test fold's inference; training-only ones (the learning rate, the augmentation list) do not enter it."""
+    from strokezoo.bundle_info import cpu_overrides
+
+    bundle = "stroke_mri_crossattention_unet2d"
+    keys = {"bundle_root": str(tmp_path), **cpu_overrides(bundle), "image_size": 96, "learning_rate": 0.5, "train#random_transforms": []}
+    infer = inference_workflow(bundle, keys, tmp_path / "datalist.json", 0, 1, tmp_path / "pred")
+    parser = infer.parser
+    (resize,) = [t for t in parser.get_parsed_content("preprocessing#transforms") if type(t).__name__ == "Resized"]
+    assert list(resize.resizer.spatial_size[:2]) == [96, 96]
+    assert parser["network_def"]["features"] == "@features" and parser.get_parsed_content("features") == cpu_overrides(bundle)["features"]
+    assert "learning_rate" not in parser.config and "train" not in parser.config
+    assert parser["output_dir"] == str(tmp_path / "pred") and parser["amp"] is False and parser["save_probabilities"] is True
 
 
 def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort12, tmp_path, monkeypatch):

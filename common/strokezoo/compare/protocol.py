@@ -37,7 +37,7 @@ import numpy as np
 from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides
 from ..io.atomic import write_json_atomic
 
-__all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split"]
+__all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
 
 #: cohort (release layout) -> (clinical threshold rule or None, stock baselines' input modalities, spatial dims,
 #: the epochs every method trains at ``--size cpu``: the 2D cohorts' budgets run in minutes on 2 CPU cores; SISS's
@@ -126,8 +126,6 @@ def _run_bundle(
     overrides: dict,
     minutes: float | None = None,
 ) -> dict:
-    from monai.bundle import ConfigWorkflow
-
     from ..demo import train_bundle
 
     cpu = cpu_overrides(bundle) if size != "paper" else {}
@@ -143,21 +141,7 @@ def _run_bundle(
     )
     train_seconds = time.perf_counter() - t0
     pred = out / "test_predictions"
-    infer_keys = {
-        **common,
-        "datalist": str(full_dl),
-        "fold": test_fold,
-        "entries": f"$strokezoo.data.datalist.select_entries(@datalist_path, 'training', folds=[{test_fold}])",
-        "output_dir": str(pred),
-        "amp": False,
-        "finalize": ["$@input_check.report()"],
-    }
-    files = config_files(bundle, "inference.json", "evaluate.json")
-    infer = ConfigWorkflow(config_file=files, workflow_type="inference", **infer_keys)
-    if "save_probabilities" in infer.parser:
-        infer.parser["save_probabilities"] = True
-    if "val_fold" in infer.parser:
-        infer.parser["val_fold"] = val_fold
+    infer = inference_workflow(bundle, {**common, **overrides}, full_dl, test_fold, val_fold, pred)
     t0 = time.perf_counter()
     infer.initialize()
     infer.run()
@@ -176,6 +160,33 @@ def _run_bundle(
         pred = scored
     result = {"predictions": str(pred), "train_seconds": train_seconds, "infer_seconds_per_volume": infer_seconds, "best_val_dice": best_val}
     return result | {"epochs": completed[0] if len(completed) == 1 else completed}
+
+
+def inference_workflow(bundle: str, keys: dict, full_dl: Path, test_fold: int, val_fold: int, pred: Path):
+    """``bundle``'s inference workflow (``inference.json`` with ``evaluate.json``'s checkpoint loading) over the test
+    fold of ``full_dl`` into ``pred``, in fp32, writing lesion probabilities where it can. ``keys``: what training
+    was given besides the split (the CPU-sized keys, the comparison's ``overrides``); those inference.json also
+    defines (a slice size, the widths) are set, so that the network and its pre-processing are the ones trained,
+    and the training-only ones are left out."""
+    from monai.bundle import ConfigWorkflow
+
+    infer_keys = {
+        "datalist": str(full_dl),
+        "fold": test_fold,
+        "entries": f"$strokezoo.data.datalist.select_entries(@datalist_path, 'training', folds=[{test_fold}])",
+        "output_dir": str(pred),
+        "amp": False,
+        "finalize": ["$@input_check.report()"],
+    }
+    infer = ConfigWorkflow(config_file=config_files(bundle, "inference.json", "evaluate.json"), workflow_type="inference", **infer_keys)
+    for k, v in keys.items():
+        if k.split("#")[0] in infer.parser.config:
+            infer.parser[k] = v
+    if "save_probabilities" in infer.parser:
+        infer.parser["save_probabilities"] = True
+    if "val_fold" in infer.parser:
+        infer.parser["val_fold"] = val_fold
+    return infer
 
 
 def _run_stock(
