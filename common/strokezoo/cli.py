@@ -351,12 +351,18 @@ def compare(
     dataset_dir: str | None = None,
     datalist: str | None = None,
     minutes: float | None = None,
+    folds: int = 1,
+    difficulty: float = 0.5,
 ) -> None:
     """Train every method of a synthetic cohort (or of real data: --dataset_dir in the cohort's release layout, or a
     --datalist with patient-level folds), the stock MONAI baselines (BasicUNet, DynUNet) and the cohort's
-    clinical threshold rule on one patient-level split with one budget, score the test split with `strokezoo
-    evaluate` and write OUT/leaderboard.md, leaderboard.csv and dice.png. Exits 1 if a method failed (the others
-    still run and are reported). Methods that finished with the same settings are not run again.
+    clinical threshold rule with one budget, on one patient-level split or, with --folds K (K >= 3), on each split of a
+    K-fold cross-validation (split k tests fold k and selects each network on fold k+1 mod K, so every study is a
+    test study once and n is the cohort); score the test studies with `strokezoo evaluate` and write
+    OUT/leaderboard.md, leaderboard.csv and dice.png (mean, SD, bootstrap CI, Wilcoxon p against BasicUNet with
+    Holm's correction; a stock baseline that learnt nothing is marked so and is never the bar). Exits 1 if a method
+    failed (the others still run and are reported). Methods that finished with the same settings are not run again,
+    split by split. --difficulty: of the synthetic cohort (0 easy to 1 hard; default 0.5, the generator's).
 
     Cohorts: isles2018, isles2022, isles2017, isles2015-siss, or all (each into OUT/<cohort>/). Sizes: smoke (CPU-sized, 1 epoch), cpu (CPU-sized,
     every method the cohort's epochs: isles2018 40, isles2022 20, isles2017 25, isles2015-siss 2), paper (the configs as
@@ -366,6 +372,7 @@ def compare(
 
     Example:
         strokezoo compare --cohort isles2018 --methods all --size cpu --out compare_isles2018
+        strokezoo compare --cohort isles2022 --methods all --size cpu --folds 4 --cases 16 --seed 7 --out cv_isles2022
     """
     from .compare import COHORTS
     from .compare import compare as run_compare
@@ -375,7 +382,9 @@ def compare(
     failed = []
     for c in COHORTS if cohort == "all" else [cohort]:
         target = os.path.join(out, c) if cohort == "all" else out
-        report, results = run_compare(c, methods, size, target, epochs, cases, seed, dataset_dir=dataset_dir, datalist=datalist, minutes=minutes)
+        report, results = run_compare(
+            c, methods, size, target, epochs, cases, seed, dataset_dir=dataset_dir, datalist=datalist, minutes=minutes, folds=folds, difficulty=difficulty
+        )
         print(f"wrote {report}")
         failed += [r for r in results if r["status"] != "done"]
     if failed:

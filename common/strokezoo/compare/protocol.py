@@ -1,6 +1,9 @@
-"""``strokezoo compare``: one cohort, one patient-level split, every method on it with the same budget.
+"""``strokezoo compare``: one cohort, every method on the same patient-level splits with the same budget.
 
-The cohort's datalist has patient-level folds. Fold ``test_fold`` is the test split: its patients are written out of
+With ``folds`` K ≥ 3 the comparison is a K-fold cross-validation (:mod:`strokezoo.compare.crossval`): each of the K
+splits below is run in turn, and every study of the cohort is a test study once. With ``folds`` 1 it is one split.
+
+The cohort's datalist has patient-level folds. In a split, fold ``test_fold`` is the test split: its patients are written out of
 the datalist that training reads, so no method sees them in training or model selection. Fold ``val_fold`` is the
 validation split, the rest is training, for every method:
 
@@ -37,7 +40,7 @@ import numpy as np
 from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides
 from ..io.atomic import write_json_atomic
 
-__all__ = ["COHORTS", "SIZES", "compare", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
+__all__ = ["COHORTS", "SIZES", "SCALE", "DIFFICULTY", "compare", "run_split", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
 
 #: cohort (release layout) -> (clinical threshold rule or None, stock baselines' input modalities, spatial dims,
 #: the epochs every method trains at ``--size cpu``: the 2D cohorts' budgets run in minutes on 2 CPU cores; SISS's
@@ -54,7 +57,10 @@ COHORTS = {
 #: ``epochs`` is given.
 SIZES = ("smoke", "cpu", "paper")
 
-REFERENCE = "basicunet"
+#: the synthetic cohorts' matrix-size factor, and their default difficulty (the generator's default: noise, bias
+#: field and lesion contrast that leave room for learned methods; docs/synthetic.md)
+SCALE = 0.4
+DIFFICULTY = 0.5
 
 
 def methods_of(cohort: str) -> list[tuple[str, str]]:
@@ -247,57 +253,64 @@ def _machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} logical CPUs{gpu}, {versions}"
 
 
-def compare(
-    cohort: str = "isles2018",
-    methods: str | list[str] = "all",
-    size: str = "cpu",
-    out: str = "compare_output",
-    epochs: int | None = None,
-    cases: int = 12,
-    seed: int = 3,
-    test_fold: int = 0,
-    val_fold: int = 1,
-    progress: bool = True,
-    dataset_dir: str | None = None,
-    datalist: str | None = None,
-    overrides: dict | None = None,
-    minutes: float | None = None,
-) -> tuple[Path, list[dict]]:
-    """Synthesise ``cohort`` (``cases`` patients' studies, ``seed``), or take a real dataset in its release layout
-    (``dataset_dir``: a 4-fold datalist is built in ``out``) or a datalist with patient-level folds (``datalist``,
-    read in place), split it, run ``methods`` (``"all"`` or names from :func:`methods_of`), score the test split and
-    write ``out/leaderboard.md``, ``.csv`` and ``dice.png``. Returns the leaderboard's path and the method results (a
-    failed method has ``status`` ``"failed"`` and its ``error``; a trained one its ``best_val_dice``). ``overrides``:
-    training config keys given to every bundle (e.g. another CPU recipe; part of the resume key). ``minutes``: a
-    wall-clock budget per trained method besides the epochs (part of the resume key): each validates after every
-    epoch and stops at the end of the first epoch past it (a bundle's stages share it equally); the epochs still set
-    the schedules' length, and each method's result records the epochs it completed."""
-    from ..data.datalist import build_datalist, select_entries
-    from ..metrics.evaluate import evaluate
+def _cohort(
+    cohort: str, out: Path, cases: int, seed: int, difficulty: float, folds: int, dataset_dir: str | None, datalist: str | None
+) -> tuple[Path, Path, dict]:
+    """The dataset root, the datalist with its patient-level folds, and that datalist's content: a user's
+    ``datalist`` read in place, else one built in ``out`` from ``dataset_dir`` or from a synthetic cohort. What
+    ``out`` was made from is kept in ``out/cohort.json``; a call that asks ``out`` for another cohort is refused."""
+    from ..data.datalist import build_datalist
     from ..synth import synthesize_cohort
-    from .report import write_leaderboard
 
-    if cohort not in COHORTS:
-        raise ValueError(f"unknown cohort {cohort!r}; choose from {sorted(COHORTS)}")
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose from {SIZES}")
-    available = dict(methods_of(cohort))
-    names = list(available) if methods == "all" else ([m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods))
-    unknown = [m for m in names if m not in available]
-    if unknown:
-        raise ValueError(f"{unknown} do not run on {cohort}; choose from {list(available)}")
-    out = Path(out)
-    data, full_dl = Path(dataset_dir or out / "data"), Path(datalist or out / "datalist.json")
-    if not full_dl.is_file():
-        if datalist:
+    datalist_folds = 4 if folds == 1 else folds
+    full_dl = Path(datalist or out / "datalist.json")
+    if datalist:
+        if not full_dl.is_file():
             raise FileNotFoundError(f"{datalist}: no such datalist")
-        if not dataset_dir:
-            synthesize_cohort(cohort, data, cases=cases, seed=seed, scale=0.4, difficulty=0.0, test_fraction=0.0)
-        build_datalist(data, full_dl, layout=cohort, folds=4)
+    else:
+        made = {"cohort": cohort, "folds": datalist_folds}
+        made |= {"dataset_dir": str(Path(dataset_dir).resolve())} if dataset_dir else {"cases": cases, "seed": seed, "scale": SCALE, "difficulty": difficulty}
+        record = out / "cohort.json"
+        if record.is_file() and (before := json.loads(record.read_text())) != made:
+            changed = {k: (before.get(k), v) for k, v in made.items() if before.get(k) != v}
+            raise ValueError(f"{out} holds another cohort ({', '.join(f'{k} {a} there, {b} asked' for k, (a, b) in changed.items())}); choose another --out")
+        if not full_dl.is_file():
+            data = Path(dataset_dir or out / "data")
+            if not dataset_dir:
+                synthesize_cohort(cohort, data, cases=cases, seed=seed, scale=SCALE, difficulty=difficulty, test_fraction=0.0)
+            build_datalist(data, full_dl, layout=cohort, folds=datalist_folds)
+        write_json_atomic(made, record)
     listed = json.loads(full_dl.read_text())
     data = Path(listed.get("root") or full_dl.parent)  # the dataset root the datalist names
-    if not {test_fold, val_fold} <= {e.get("fold") for e in listed.get("training", [])}:
-        raise ValueError(f"{full_dl}: its training entries need folds {test_fold} (test) and {val_fold} (validation)")
+    return data, full_dl, listed
+
+
+def run_split(
+    cohort: str,
+    names: list[str],
+    size: str,
+    budget: int,
+    seed: int,
+    data: Path,
+    full_dl: Path,
+    out: Path,
+    test_fold: int,
+    val_fold: int,
+    overrides: dict | None = None,
+    minutes: float | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Every method of ``names`` on one split of ``full_dl`` (test = ``test_fold``, validation = ``val_fold``, training =
+    the other folds), each in ``out/methods/<name>``, its test masks scored by ``strokezoo evaluate``. A method that
+    finished with the same settings (its ``result.json`` key) is not run again; one that fails is recorded with its
+    error and the others go on."""
+    from tqdm import tqdm
+
+    from ..data.datalist import select_entries
+    from ..metrics.evaluate import evaluate
+
+    available = dict(methods_of(cohort))
+    listed = json.loads(full_dl.read_text())
     train_dl = out / "train_datalist.json"
     write_json_atomic({**listed, "training": [e for e in listed["training"] if e["fold"] != test_fold]}, train_dl)
     test_ids = [e["case_id"] for e in select_entries(full_dl, "training", folds=[test_fold])]
@@ -306,15 +319,11 @@ def compare(
         {e["case_id"] for e in select_entries(train_dl, "training", folds=[val_fold])},
     )
     data_key = hashlib.sha256(full_dl.read_bytes()).hexdigest()[:16]
-
-    from tqdm import tqdm
-
     results: list[dict] = []
     order = sorted(names, key=lambda m: m == "ensemble")  # the ensemble after its members
-    for name in tqdm(order, desc=f"compare {cohort}", disable=not progress):
+    for name in tqdm(order, desc=f"compare {cohort}, test fold {test_fold}", disable=not progress):
         kind = available[name]
         run_dir = out / "methods" / name
-        budget = epochs or (1 if size == "smoke" else COHORTS[cohort][3])
         # what the result depends on: a bundle's configs, the stock baselines' code, an ensemble's members
         depends = {
             "bundle": lambda: _files_key(sorted((bundles_dir() / name / "configs").glob("*.json"))),
@@ -354,20 +363,91 @@ def compare(
             (run_dir / "error.txt").write_text(traceback.format_exc())
         write_json_atomic(result, record)
         results.append(result)
+    return results
+
+
+def compare(
+    cohort: str = "isles2018",
+    methods: str | list[str] = "all",
+    size: str = "cpu",
+    out: str = "compare_output",
+    epochs: int | None = None,
+    cases: int = 12,
+    seed: int = 3,
+    test_fold: int = 0,
+    val_fold: int = 1,
+    progress: bool = True,
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
+    overrides: dict | None = None,
+    minutes: float | None = None,
+    folds: int = 1,
+    difficulty: float = DIFFICULTY,
+) -> tuple[Path, list[dict]]:
+    """Synthesise ``cohort`` (``cases`` patients, ``seed``, at ``difficulty``), or take a real dataset in its release
+    layout (``dataset_dir``) or a datalist with patient-level folds (``datalist``, read in place), run ``methods``
+    (``"all"`` or names from :func:`methods_of`) on one split or, with ``folds`` K ≥ 3, on each split of a K-fold
+    cross-validation (:mod:`strokezoo.compare.crossval`: every study a test study once, the K splits' masks scored
+    together), and write ``out/leaderboard.md``, ``.csv`` and ``dice.png``. ``folds`` 1: one split, test =
+    ``test_fold``, validation = ``val_fold``, of a 4-fold datalist. Returns the leaderboard's path and the method
+    results (a failed method has ``status`` ``"failed"`` and its ``error``; a trained one its ``best_val_dice``).
+    ``overrides``: training config keys given to every bundle (e.g. another CPU recipe; part of the resume key).
+    ``minutes``: a wall-clock budget per trained method besides the epochs (part of the resume key): each validates
+    after every epoch and stops at the end of the first epoch past it (a bundle's stages share it equally); the
+    epochs still set the schedules' length, and each method's result records the epochs it completed."""
+    from .crossval import cv_splits, pool_splits
+    from .report import write_leaderboard
+
+    if cohort not in COHORTS:
+        raise ValueError(f"unknown cohort {cohort!r}; choose from {sorted(COHORTS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {SIZES}")
+    splits = cv_splits(folds, test_fold, val_fold)
+    available = dict(methods_of(cohort))
+    names = list(available) if methods == "all" else ([m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods))
+    unknown = [m for m in names if m not in available]
+    if unknown:
+        raise ValueError(f"{unknown} do not run on {cohort}; choose from {list(available)}")
+    out = Path(out)
+    data, full_dl, listed = _cohort(cohort, out, cases, seed, difficulty, folds, dataset_dir, datalist)
+    present = {e.get("fold") for e in listed.get("training", [])}
+    needed = {f for s in splits for f in s}
+    if folds > 1 and present != needed:
+        raise ValueError(f"{full_dl}: {folds}-fold cross-validation needs the training entries in folds 0 to {folds - 1}, not {sorted(present, key=str)}")
+    if not needed <= present:
+        raise ValueError(f"{full_dl}: its training entries need folds {test_fold} (test) and {val_fold} (validation)")
+    budget = epochs or (1 if size == "smoke" else COHORTS[cohort][3])
+    per_split, test_ids = [], []
+    for t, v in splits:
+        split_out = out if folds == 1 else out / f"split{t}"
+        per_split.append(run_split(cohort, names, size, budget, seed, data, full_dl, split_out, t, v, overrides, minutes, progress))
+        test_ids.append([e["case_id"] for e in listed["training"] if e["fold"] == t])
+    results = per_split[0] if folds == 1 else pool_splits(per_split, test_ids, full_dl, out)
 
     command = "strokezoo " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "strokezoo" else f"strokezoo.compare.compare({cohort!r}, ...)"
-    preamble = [
-        f"# strokezoo compare: {cohort}",
-        "",
-        "Synthetic cohort: it ranks methods on synthetic physics, not on patients.",
-        "",
+    n = len(listed["training"])
+    if folds == 1:
+        design = (
+            f"- split: test = fold {test_fold} ({len(test_ids[0])} studies, never seen in training or model selection), "
+            f"validation = fold {val_fold}, training = the other folds; n = {len(test_ids[0])} test studies"
+        )
+    else:
+        design = (
+            f"- design: {folds}-fold patient-level cross-validation. Split k tests fold k, keeps each method's network of the best "
+            f"Dice on fold k + 1 (mod {folds}) and trains on the other {folds - 2}; every study is a test study once, and the "
+            f"{folds} splits' test masks are scored together: n = {n} studies"
+        )
+    preamble = [f"# strokezoo compare: {cohort}", ""]
+    if not (dataset_dir or datalist):
+        preamble += ["Synthetic cohort: it ranks methods on synthetic physics, not on patients.", ""]
+    preamble += [
         (
-            f"- cohort: {cases} synthetic patients (seed {seed}, scale 0.4, difficulty 0), {len(listed['training'])} studies, 4 patient-level folds"
+            f"- cohort: {cases} synthetic patients (seed {seed}, scale {SCALE}, difficulty {difficulty:g}), {n} studies, "
+            f"{4 if folds == 1 else folds} patient-level folds"
             if not (dataset_dir or datalist)
-            else f"- cohort: `{full_dl}` ({len(listed['training'])} studies, patient-level folds)"
+            else f"- cohort: `{full_dl}` ({n} studies, patient-level folds)"
         ),
-        f"- split: test = fold {test_fold} ({len(test_ids)} studies, never seen in training or model selection), "
-        f"validation = fold {val_fold} ({len(split[1])}), training = the rest ({len(split[0])})",
+        design,
         f"- size: {size}; epochs: {budget} for every trained method (each stage of a bundle that trains in stages)"
         + (
             f", and at most {minutes:g} min of wall-clock each (validation after every epoch; stopped at the first epoch end past it, "
@@ -377,11 +457,9 @@ def compare(
         ),
         f"- command: `{command}`",
         f"- machine: {_machine()}",
-        f"- paired Wilcoxon signed-rank p of each method's per-case test Dice against {REFERENCE}'s; "
-        "95 % CI: percentile bootstrap of the mean Dice (10,000 resamples, seed 0)",
     ]
     ensemble = next((r for r in results if r["name"] == "ensemble" and r["status"] == "done"), None)
     if ensemble:
         preamble.append(f"- ensemble: mean lesion probability of {', '.join(ensemble['members'])}, > 0.5")
-    write_leaderboard(results, REFERENCE, out, preamble)
+    write_leaderboard(results, out, preamble)
     return out / "leaderboard.md", results

@@ -48,6 +48,9 @@ STOCK = ("basicunet", "dynunet")
 
 PATCH_3D = (64, 64, 32)
 
+#: Adam's learning rate (MONAI's tutorials)
+LEARNING_RATE = 1e-4
+
 
 def _device() -> torch.device:
     """The first CUDA device where there is one, else the CPU (the bundles' ``device`` key)."""
@@ -145,6 +148,7 @@ def train_stock(
     seed: int = 0,
     val_interval: int = 5,
     minutes: float | None = None,
+    learning_rate: float = LEARNING_RATE,
 ) -> dict:
     """Train stock network ``name`` on the ``train`` entries, validating on ``val`` every ``val_interval`` epochs
     and at the end; the best network's weights go to ``out/model.pt``. ``minutes``: a wall-clock budget too: it
@@ -159,7 +163,7 @@ def train_stock(
     prep = _volume_transform(keys, with_label=True)
     volumes = [prep(dict(e)) for e in val]
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     best, best_state = -1.0, copy.deepcopy(net.state_dict())
     start, epoch = time.perf_counter(), 0
     for epoch in range(1, epochs + 1):
