@@ -9,7 +9,8 @@
 #
 # TRAINED and UNTRAINED: comma-separated method names (strokezoo compare --methods). Each process's log goes to
 # OUT/logs/<method>.log. A trained method that did not finish is left out of the last pass and named on stderr.
-# SIZE=smoke tries the script on a CPU in minutes; CASES=N names a synthetic cohort of N patients (default 12).
+# SIZE=smoke tries the script on a CPU in minutes; CASES=N names a synthetic cohort of N patients (default 12);
+# FOLDS=K cross-validates (default 1: one split); DIFFICULTY=D sets the synthetic cohort's difficulty (default 0.5).
 set -u
 out=${1:?usage: compare_paper_gpu.sh OUT [COHORT] [EPOCHS] [MINUTES] [TRAINED] [UNTRAINED]}
 cohort=${2:-isles2018}
@@ -17,7 +18,7 @@ epochs=${3:-100}
 minutes=${4:-4}
 trained=${5:-stroke_ct_boundary_attention_unet2d,stroke_ctp_transformer_unet2d,stroke_ctp_pseudodwi_slnet2d,basicunet,dynunet}
 untrained=${6:-threshold_rcbf,ensemble}
-flags=(--cohort "$cohort" --size "${SIZE:-paper}" --epochs "$epochs" --minutes "$minutes" --cases "${CASES:-12}" --out "$out")
+flags=(--cohort "$cohort" --size "${SIZE:-paper}" --epochs "$epochs" --minutes "$minutes" --cases "${CASES:-12}" --folds "${FOLDS:-1}" --difficulty "${DIFFICULTY:-0.5}" --out "$out")
 mkdir -p "$out/logs"
 
 first=${untrained%%,*}

@@ -55,6 +55,8 @@ def test_every_cohort_lists_its_bundles_the_stock_baselines_and_its_rule():
         "ensemble",
     ]
     assert [m for m, _ in methods_of("isles2015-siss")] == ["stroke_mri_residual_unet3d", "basicunet", "dynunet"]  # no ADC: no rule
+    # the paper's default, then its deviation as a row of its own (configs/percentile.json on top)
+    assert methods_of("isles2017")[:2] == [("stroke_mri_crossattention_unet2d", "bundle"), ("stroke_mri_crossattention_unet2d+percentile", "bundle variant")]
 
 
 def test_each_bundle_trains_and_validates_on_the_comparison_split(tmp_path):
@@ -89,14 +91,17 @@ def test_each_bundle_trains_and_validates_on_the_comparison_split(tmp_path):
 def test_the_test_fold_is_inferred_with_the_network_and_slices_that_were_trained(tmp_path):
     """Training keys that inference.json also reads (the CPU widths, a slice size the comparison overrides) reach
     the test fold's inference; training-only ones (the learning rate, the augmentation list) do not enter it."""
-    from strokezoo.bundle_info import cpu_overrides
+    from strokezoo.bundle_info import cpu_overrides, variant_keys
 
     bundle = "stroke_mri_crossattention_unet2d"
     keys = {"bundle_root": str(tmp_path), **cpu_overrides(bundle), "image_size": 96, "learning_rate": 0.5, "train#random_transforms": []}
+    keys |= variant_keys(bundle, "percentile.json")  # the variant row's keys reach inference too
     infer = inference_workflow(bundle, keys, tmp_path / "datalist.json", 0, 1, tmp_path / "pred")
     parser = infer.parser
     (resize,) = [t for t in parser.get_parsed_content("preprocessing#transforms") if type(t).__name__ == "Resized"]
     assert list(resize.resizer.spatial_size[:2]) == [96, 96]
+    (scale,) = [t for t in parser.get_parsed_content("preprocessing#transforms") if type(t).__name__ == "ScaleIntensityRangePercentilesd"]
+    assert scale.scaler.upper == 99.9
     assert parser["network_def"]["features"] == "@features" and parser.get_parsed_content("features") == cpu_overrides(bundle)["features"]
     assert "learning_rate" not in parser.config and "train" not in parser.config
     assert parser["output_dir"] == str(tmp_path / "pred") and parser["amp"] is False and parser["save_probabilities"] is True

@@ -2,8 +2,10 @@
 
 - ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order), ``smoke_configs``
   (override files a first, CPU-sized run adds to every config, e.g. the two-rater targets of the cross-domain
-  bundle, whose synthetic cohort has two raters) and ``smoke_epochs`` (the epochs of that run: enough for the
-  bundle to beat its untrained network on the 12-case synthetic cohort, the test each bundle's training passes);
+  bundle, whose synthetic cohort has two raters), ``smoke_epochs`` (the epochs of that run: enough for the
+  bundle to beat its untrained network on the 12-case synthetic cohort, the test each bundle's training passes) and
+  ``comparison_variants`` (override configs that deviate from the paper, which ``strokezoo compare`` runs as rows of
+  their own beside the paper's default);
 - ``configs/smoke.json``: the CPU-sized keys of that run (narrow networks, small batches, no workers), which the
   tests, ``make demo`` and a user's first try use: ``--config_file "['configs/train.json','configs/smoke.json']"``;
 - the first training config's ``layout``: the release layout the bundle reads.
@@ -19,16 +21,18 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["BundleInfo", "BUNDLES", "bundle_folder", "bundles_dir", "config_files", "cpu_overrides", "describe", "inference_keys"]
+__all__ = ["BundleInfo", "BUNDLES", "bundle_folder", "bundles_dir", "config_files", "cpu_overrides", "describe", "inference_keys", "variant_keys"]
 
 
 class BundleInfo(NamedTuple):
-    """A bundle's release layout, training stages, smoke-run override files and smoke-run epochs."""
+    """A bundle's release layout, training stages, smoke-run override files, smoke-run epochs and the override
+    configs of its comparison variants."""
 
     layout: str
     stages: tuple[str, ...]
     overrides: tuple[str, ...]
     epochs: int
+    variants: tuple[str, ...] = ()
 
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
@@ -84,7 +88,16 @@ def describe(bundle: str) -> BundleInfo:
     epochs = meta.get("smoke_epochs")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"{configs / 'metadata.json'}: 'smoke_epochs' must be a positive integer, not {epochs!r}")
-    return BundleInfo(layout, stages, tuple(meta.get("smoke_configs", ())), epochs)
+    variants = tuple(meta.get("comparison_variants", ()))
+    missing = [v for v in variants if not (configs / v).is_file()]
+    if missing:
+        raise ValueError(f"{configs / 'metadata.json'}: comparison_variants {missing} are not files of configs/")
+    return BundleInfo(layout, stages, tuple(meta.get("smoke_configs", ())), epochs, variants)
+
+
+def variant_keys(bundle: str, variant: str) -> dict:
+    """The keys of ``bundle``'s override config ``variant`` (e.g. ``percentile.json``), without its ``_desc_``."""
+    return {k: v for k, v in _read(bundles_dir() / bundle / "configs" / variant).items() if not k.startswith("_")}
 
 
 def cpu_overrides(bundle: str) -> dict:

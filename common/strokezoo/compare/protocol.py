@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides
+from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides, variant_keys
 from ..io.atomic import write_json_atomic
 
 __all__ = ["COHORTS", "SIZES", "SCALE", "DIFFICULTY", "compare", "run_split", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
@@ -64,13 +64,15 @@ DIFFICULTY = 0.5
 
 
 def methods_of(cohort: str) -> list[tuple[str, str]]:
-    """``(name, kind)`` of every method that runs on ``cohort``: its bundles, the stock baselines, its rule and, with
-    several bundles, their ensemble."""
+    """``(name, kind)`` of every method that runs on ``cohort``: its bundles (each with the paper's defaults), their
+    variants (``<bundle>+<override config>``: a deviation from the paper, run with that config's keys on top), the
+    stock baselines, its rule and, with several bundles, their ensemble."""
     from .stock import STOCK
 
     rule = COHORTS[cohort][0]
     bundles = [(b, "bundle") for b, info in BUNDLES.items() if info.layout == cohort]
-    methods = [*bundles, *((s, "stock MONAI") for s in STOCK)]
+    variants = [(f"{b}+{Path(v).stem}", "bundle variant") for b, _ in bundles for v in BUNDLES[b].variants]
+    methods = [*bundles, *variants, *((s, "stock MONAI") for s in STOCK)]
     if rule:
         methods.append((f"threshold_{rule}", "clinical rule"))
     if len(bundles) > 1:
@@ -327,10 +329,11 @@ def run_split(
         # what the result depends on: a bundle's configs, the stock baselines' code, an ensemble's members
         depends = {
             "bundle": lambda: _files_key(sorted((bundles_dir() / name / "configs").glob("*.json"))),
+            "bundle variant": lambda: _files_key(sorted((bundles_dir() / name.split("+")[0] / "configs").glob("*.json"))),
             "stock MONAI": lambda: _files_key([Path(__file__).with_name("stock.py")]),
             "ensemble of the bundles": lambda: [r["key"] for r in results if r["kind"] == "bundle" and r["status"] == "done"],
         }.get(kind, lambda: None)()
-        settings = (size, budget, overrides, "own augmentation") if kind == "bundle" else (size, budget)
+        settings = (size, budget, overrides, "own augmentation") if kind.startswith("bundle") else (size, budget)
         if minutes:
             settings = (*settings, {"minutes": minutes})
         key = _key(name, *settings, seed, test_fold, val_fold, data_key, depends)
@@ -342,8 +345,10 @@ def run_split(
                 continue
         result = {"name": name, "kind": kind, "key": key, "status": "failed"}
         try:
-            if kind == "bundle":
-                ran = _run_bundle(name, data, train_dl, full_dl, run_dir, size, budget, test_fold, val_fold, split, overrides or {}, minutes)
+            if kind.startswith("bundle"):
+                bundle, _, variant = name.partition("+")
+                keys = {**(overrides or {}), **(variant_keys(bundle, f"{variant}.json") if variant else {})}
+                ran = _run_bundle(bundle, data, train_dl, full_dl, run_dir, size, budget, test_fold, val_fold, split, keys, minutes)
             elif kind == "stock MONAI":
                 ran = _run_stock(name, cohort, train_dl, full_dl, run_dir, budget, seed, test_fold, val_fold, minutes)
             elif kind == "clinical rule":

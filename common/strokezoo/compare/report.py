@@ -139,7 +139,7 @@ def leaderboard_rows(results: list[dict]) -> list[dict]:
                 cases = sorted(set(dice[reference]) & set(dice[r["name"]]))  # the test cases (each method scored them all)
                 p = paired_wilcoxon([dice[r["name"]][c] for c in cases], [dice[reference][c] for c in cases])
             mean = m["dice"]["mean"]
-            bundle = r["kind"] == "bundle"
+            bundle = r["kind"].startswith("bundle")
             row |= {
                 "n": m["dice"]["n"],
                 "dice_mean": mean,
@@ -222,7 +222,7 @@ def _verdicts(rows: list[dict]) -> list[str]:
     else:
         lines.append("- no stock baseline learnt: no paired tests, no bar")
     for r in done:
-        if r["kind"] == "bundle":
+        if r["kind"].startswith("bundle"):
             rule = "beats the rule" if r["beats_rule"] == "yes" else ("does not beat the rule" if r["beats_rule"] == "no" else "no rule")
             bar = {"yes": "reaches the bar", "no": "falls short of the bar", "": "no bar"}[r["reaches_bar"]]
             lines.append(f"- {r['method']}: {rule}; {bar}")
