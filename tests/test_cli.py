@@ -131,6 +131,18 @@ def test_demo_writes_report(tmp_path):
     assert "| stroke_ctp_pseudodwi_slnet2d | isles2018 |" in text
     assert len(list((tmp_path / "demo").glob("*.png"))) == 8  # two cohorts, six bundles
     assert (tmp_path / "demo" / "bundles" / "stroke_mri_crossattention_unet2d" / "models" / "model.pt").is_file()
+    # every bundle is scored on a held-out fold: fold 0, out of the datalist its training read (fold 1 picked the
+    # checkpoint), and its summary counts exactly fold 0's studies
+    assert "Held-out test fold" in text
+    from strokezoo.bundle_info import BUNDLES
+
+    for bundle in BUNDLES:
+        run_dir = tmp_path / "demo" / "bundles" / bundle
+        full = json.loads((tmp_path / "demo" / f"{bundle}_datalist.json").read_text())["training"]
+        test = {e["case_id"] for e in full if e["fold"] == 0}
+        trained_on = {e["case_id"] for e in json.loads((run_dir / "train_datalist.json").read_text())["training"]}
+        assert test and not test & trained_on and trained_on == {e["case_id"] for e in full} - test, bundle
+        assert json.loads((run_dir / "eval" / "metrics" / "summary.json").read_text())["cases"] == len(test), bundle
 
 
 def test_show_finds_bids_derivative_mask(cohort, tmp_path):

@@ -247,10 +247,12 @@ def test_amp_turns_bf16_on_for_every_bundle_as_the_config_key_does(xd_study, tmp
     assert np.array_equal(mine, theirs)
 
 
-def test_the_quick_start_segments_a_demo_study_as_written(cohort, tmp_path, monkeypatch):
+def test_the_quick_start_segments_a_demo_study_as_written(cohort12, tmp_path, monkeypatch):
     """README.md's quick-start ``.venv/bin/strokezoo segment`` line, word for word, in a folder laid out as ``make
-    demo`` leaves it: its ISLES 2022 cohort under ``demo_output/data/isles2022`` and the cross-domain bundle's
-    smoke-sized checkpoint (here untrained) under ``demo_output/bundles``."""
+    demo`` leaves it: the bundles' ISLES 2022 cohort (12 patients, seed 3, scale 0.4, difficulty 0, as the demo
+    synthesises it) under ``demo_output/data/isles2022_bundles`` and the cross-domain bundle's smoke-sized checkpoint
+    (here untrained) under ``demo_output/bundles``. The study is one the demo holds out (fold 0, never trained on
+    nor used to pick the checkpoint) and its lesion is large enough to see (at least 10 mL)."""
     import re
     import shlex
 
@@ -258,9 +260,12 @@ def test_the_quick_start_segments_a_demo_study_as_written(cohort, tmp_path, monk
     (line,) = [x for block in re.findall(r"```bash\n(.*?)```", text, re.S) for x in block.splitlines() if x.startswith(".venv/bin/strokezoo segment")]
     words = shlex.split(line)
     study = Path(words[words.index("--study") + 1])
-    root, _ = cohort("isles2022")
-    shutil.copytree(root, tmp_path / study.parent.parent)  # demo_output/data/isles2022
+    root, datalist = cohort12(XD)
+    shutil.copytree(root, tmp_path / study.parent.parent)  # demo_output/data/isles2022_bundles
     assert (tmp_path / study).is_dir()
+    (entry,) = [e for e in json.loads(datalist.read_text())["training"] if e["case_id"] == study.name]
+    lesion_ml = {r["case_id"]: r["lesion_ml"] for r in json.loads((root / "synth_summary.json").read_text())["rows"]}[study.name]
+    assert entry["fold"] == 0 and lesion_ml >= 10.0, (entry["fold"], lesion_ml)
     untrained_checkpoint(XD, tmp_path / words[words.index("--weights") + 1])  # smoke-sized, as the demo trains it
     monkeypatch.chdir(tmp_path)
     r = strokezoo_cli(*words[1:])

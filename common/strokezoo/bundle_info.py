@@ -21,7 +21,19 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["BundleInfo", "BUNDLES", "bundle_folder", "bundles_dir", "config_files", "cpu_overrides", "describe", "inference_keys", "variant_keys"]
+__all__ = [
+    "BundleInfo",
+    "BUNDLES",
+    "bundle_folder",
+    "bundles_dir",
+    "config_files",
+    "cpu_overrides",
+    "describe",
+    "inference_keys",
+    "variant_keys",
+    "split_overrides",
+    "bundle_split",
+]
 
 
 class BundleInfo(NamedTuple):
@@ -109,6 +121,38 @@ def config_files(bundle: str, *names: str) -> list[str]:
     """Paths of ``names`` in the bundle's configs/, followed by its smoke-run override files."""
     configs = bundles_dir() / bundle / "configs"
     return [str(configs / n) for n in (*names, *describe(bundle).overrides)]
+
+
+def split_overrides(bundle: str, stage: str, test_fold: int, val_fold: int) -> dict:
+    """Config keys that make ``bundle``'s ``stage`` train on the comparison's training folds and select its model
+    on ``val_fold``: ``val_fold`` where the bundle validates on a fold, else its ``split`` as the two fold sets.
+    ``fold`` names the test fold, which the training datalist does not hold."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, stage))
+    keys: dict = {"fold": test_fold}
+    if "split" in parser:
+        select = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
+        keys["split"] = f"$[{select}, exclude_folds=[{val_fold}]), {select}, folds=[{val_fold}])]"
+    else:
+        keys["val_fold"] = val_fold
+    return keys
+
+
+def bundle_split(bundle: str, stage: str, keys: dict) -> tuple[set[str], set[str]]:
+    """The case ids ``bundle``'s ``stage`` trains and validates on, with ``keys``, read from the parsed config."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, stage))
+    for k, v in keys.items():
+        parser[k] = v
+    if "split" in parser:
+        train, val = parser.get_parsed_content("split")
+    else:
+        train, val = parser.get_parsed_content("train#dataset#data"), parser.get_parsed_content("validate#dataset#data")
+    return {e["case_id"] for e in train}, {e["case_id"] for e in val}
 
 
 def _all() -> dict[str, BundleInfo]:

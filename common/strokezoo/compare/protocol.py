@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle_info import BUNDLES, bundles_dir, config_files, cpu_overrides, variant_keys
+from ..bundle_info import BUNDLES, bundle_split, bundles_dir, config_files, cpu_overrides, split_overrides, variant_keys
 from ..io.atomic import write_json_atomic
 
 __all__ = ["COHORTS", "SIZES", "SCALE", "DIFFICULTY", "compare", "run_split", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
@@ -78,38 +78,6 @@ def methods_of(cohort: str) -> list[tuple[str, str]]:
     if len(bundles) > 1:
         methods.append(("ensemble", "ensemble of the bundles"))
     return methods
-
-
-def split_overrides(bundle: str, stage: str, test_fold: int, val_fold: int) -> dict:
-    """Config keys that make ``bundle``'s ``stage`` train on the comparison's training folds and select its model
-    on ``val_fold``: ``val_fold`` where the bundle validates on a fold, else its ``split`` as the two fold sets.
-    ``fold`` names the test fold, which the training datalist does not hold."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(config_files(bundle, stage))
-    keys: dict = {"fold": test_fold}
-    if "split" in parser:
-        select = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
-        keys["split"] = f"$[{select}, exclude_folds=[{val_fold}]), {select}, folds=[{val_fold}])]"
-    else:
-        keys["val_fold"] = val_fold
-    return keys
-
-
-def bundle_split(bundle: str, stage: str, keys: dict) -> tuple[set[str], set[str]]:
-    """The case ids ``bundle``'s ``stage`` trains and validates on, with ``keys``, read from the parsed config."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(config_files(bundle, stage))
-    for k, v in keys.items():
-        parser[k] = v
-    if "split" in parser:
-        train, val = parser.get_parsed_content("split")
-    else:
-        train, val = parser.get_parsed_content("train#dataset#data"), parser.get_parsed_content("validate#dataset#data")
-    return {e["case_id"] for e in train}, {e["case_id"] for e in val}
 
 
 def _key(*parts) -> str:
