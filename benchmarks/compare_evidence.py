@@ -27,7 +27,14 @@ comparison on the bundle's three inputs (ADC, TTP, Tmax) and on the cohort's six
 slices, the core's median over the brain's (on the core's slices) in the generated pseudo-DWI and in the real DWI,
 the segmenter's highest lesion probability in the core and elsewhere, and the Dice.
 
+``widths``: the cross-validated comparison's first split (16 patients, seed 7, difficulty 0.5; test = fold 0,
+validation = fold 1), where the stock BasicUNet (first level 32 channels, native slice size) beats the bundles'
+CPU-sized networks (first level 8, 64 x 64 slices). Each of :data:`WIDTH_SETTINGS` over the bundle's
+configs/smoke.json, printing the best validation Dice and the test Dice: does the width or the slice size explain
+the gap? ``--bundles`` picks the bundles (default: both).
+
 Usage:
+    python benchmarks/compare_evidence.py widths --out DIR [--bundles stroke_dwi_crossdomain_unet2d]
     python benchmarks/compare_evidence.py recipes --out DIR
     python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
     python benchmarks/compare_evidence.py physics --out DIR
@@ -121,6 +128,39 @@ def transformer(out: Path, epochs: list[int]) -> None:
                 share = {name: float((np.asarray(nib.load(path).dataobj) > 0).mean()) for name, path in masks.items()}
                 row = [str(e), augmented, f"{r['best_val_dice']:.3f}", f"{dice:.3f}", entry["case_id"], f"{share['ref']:.2%}"]
                 print("| " + " | ".join([*row, f"{share['tfa']:.1%}", f"{share['b']:.1%}"]) + " |", flush=True)
+
+
+#: bundle -> (cohort, [(label, training keys)]): the CPU size as shipped, four times its widths, and for the
+#: cross-attention bundle the 128 x 128 slices its validation fold preferred on the 24-patient split
+WIDTH_SETTINGS = {
+    "stroke_dwi_crossdomain_unet2d": (
+        "isles2022",
+        [("as shipped (8...128, 64 x 64)", {}), ("4x wider (32...512, 64 x 64)", {"features": [32, 64, 128, 256, 512]})],
+    ),
+    CROSSATTENTION: (
+        "isles2017",
+        [
+            ("as shipped (8...256, 64 x 64)", {}),
+            ("4x wider (32...1024, 64 x 64)", {"features": [32, 64, 128, 256, 512, 1024]}),
+            ("128 x 128 slices (8...256)", {"image_size": 128}),
+        ],
+    ),
+}
+
+
+def widths(out: Path, bundles: list[str]) -> None:
+    print("| bundle | setting | best validation Dice (fold 1) | test Dice (fold 0) | train s |\n|---|---|---|---|---|", flush=True)
+    for bundle in bundles:
+        cohort, settings = WIDTH_SETTINGS[bundle]
+        base = out / f"cohort_{cohort}"
+        compare(cohort, f"threshold_{COHORTS[cohort][0]}", "cpu", str(base), cases=16, seed=7, progress=False)  # synthesises it once
+        for i, (label, keys) in enumerate(settings):
+            _, results = compare(cohort, bundle, "cpu", str(out / f"{bundle}_{i}"), datalist=str(base / "datalist.json"), overrides=keys, progress=False)
+            r = results[0]
+            if r["status"] != "done":
+                raise SystemExit(f"{bundle}, {label}: {r['error']}")
+            test = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+            print(f"| {bundle} | {label} | {r['best_val_dice']:.3f} | {test:.3f} | {r['train_seconds']:.0f} |", flush=True)
 
 
 def crossattention(out: Path) -> None:
@@ -255,9 +295,10 @@ def pseudodwi(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi", "widths"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
+    parser.add_argument("--bundles", default=",".join(WIDTH_SETTINGS))
     args = parser.parse_args()
     {
         "recipes": lambda: recipes(args.out),
@@ -265,6 +306,7 @@ def main() -> None:
         "physics": lambda: physics(args.out),
         "crossattention": lambda: crossattention(args.out),
         "pseudodwi": lambda: pseudodwi(args.out),
+        "widths": lambda: widths(args.out, args.bundles.split(",")),
     }[args.what]()
 
 
