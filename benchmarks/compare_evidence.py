@@ -33,7 +33,15 @@ CPU-sized networks (first level 8, 64 x 64 slices). Each of :data:`WIDTH_SETTING
 configs/smoke.json, printing the best validation Dice and the test Dice: does the width or the slice size explain
 the gap? ``--bundles`` picks the bundles (default: both).
 
+``stacking``: is part B of the CTP transformer trained on TFA maps better than those it meets at test time? The
+transformer of the ISLES 2018 comparison (40 epochs, its own augmentation), then per study of part B's training
+split, its validation split and the test fold: the ROC AUC of the TFA map for core pixels against the other pixels
+of the slab, and the share of the slab with TFA >= 0.5 against the share that is core. Part B learns from the
+training split's maps (the paper does not say whose maps part B trains on; the bundle uses the frozen transformer of
+the same fold on its own training cases).
+
 Usage:
+    python benchmarks/compare_evidence.py stacking --out DIR
     python benchmarks/compare_evidence.py widths --out DIR [--bundles stroke_dwi_crossdomain_unet2d]
     python benchmarks/compare_evidence.py recipes --out DIR
     python benchmarks/compare_evidence.py transformer --out DIR [--epochs 40]
@@ -226,6 +234,43 @@ def _basicunet_on(datalist: Path, keys: tuple[str, ...], out: Path, epochs: int 
     return trained["best_val_dice"], test
 
 
+def stacking(out: Path) -> None:
+    datalist = _cohort(out)
+    run = out / "stacking"
+    _, results = compare("isles2018", TRANSFORMER, "cpu", str(run), datalist=datalist, progress=False)
+    r = results[0]
+    if r["status"] != "done":
+        raise SystemExit(r["error"])
+    root = Path(r["evaluation"]).parent
+    keys = {"bundle_root": str(root), "dataset_dir": json.loads(Path(datalist).read_text())["root"], "datalist": str(run / "train_datalist.json")}
+    keys |= {**cpu_overrides(TRANSFORMER), "fold": 0, "num_workers": 0}
+    parser = ConfigParser()
+    parser.read_config(config_files(TRANSFORMER, "train.json"))
+    for k, v in keys.items():
+        parser[k] = v
+    parser["split"] = f"$[{_SELECT}, exclude_folds=[1]), {_SELECT}, folds=[1])]"  # as compare's split_overrides
+    prepare = parser.get_parsed_content("train#deterministic_transforms")
+    train, val = parser.get_parsed_content("split")
+    groups = {"part B training": train, "validation": val, "test": select_entries(datalist, "training", folds=[0])}
+    print("| split | study | TFA AUC, core vs slab | TFA >= 0.5 share | core share |\n|---|---|---|---|---|")
+    summary = {}
+    for group, entries in groups.items():
+        aucs = []
+        for e in entries:
+            d = prepare(dict(e))
+            tfa, core = np.asarray(d["image"][0]).ravel(), np.asarray(d["label"][0]).ravel() > 0
+            if core.any():
+                aucs.append(_auc(tfa[core], tfa[~core]))
+            print(f"| {group} | {e['case_id']} | {aucs[-1] if core.any() else float('nan'):.3f} | {np.mean(tfa >= 0.5):.3f} | {core.mean():.4f} |", flush=True)
+        summary[group] = (np.median(aucs), len(aucs))
+    print("\n| split | median TFA AUC (studies with core) |\n|---|---|")
+    for group, (median, n) in summary.items():
+        print(f"| {group} | {median:.3f} (n = {n}) |")
+
+
+_SELECT = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
+
+
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """ROC AUC of ``positive`` scoring above ``negative`` (the Mann-Whitney U statistic over the pairs)."""
     from scipy.stats import mannwhitneyu
@@ -295,7 +340,7 @@ def pseudodwi(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi", "widths"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi", "widths", "stacking"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     parser.add_argument("--bundles", default=",".join(WIDTH_SETTINGS))
@@ -307,6 +352,7 @@ def main() -> None:
         "crossattention": lambda: crossattention(args.out),
         "pseudodwi": lambda: pseudodwi(args.out),
         "widths": lambda: widths(args.out, args.bundles.split(",")),
+        "stacking": lambda: stacking(args.out),
     }[args.what]()
 
 
