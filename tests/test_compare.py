@@ -306,3 +306,28 @@ def test_an_output_folder_is_not_reused_for_another_cohort(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=r"holds another cohort \(difficulty 0.0 there, 0.5 asked\)"):
         protocol._cohort("isles2022", tmp_path, 16, 3, 0.5, 4, None, None)
     assert not made
+
+
+@pytest.mark.parametrize("size", ["cpu", "smoke"])
+def test_the_cpu_size_adds_a_bundle_s_comparison_config(tmp_path, monkeypatch, size):
+    """``--size cpu`` trains (and infers) a bundle with its configs/cpu.json over smoke.json, where it has one; the
+    smoke size does not."""
+    import strokezoo.demo as demo_module
+    from strokezoo.bundle_info import comparison_overrides, cpu_overrides
+
+    bundle = "stroke_mri_crossattention_unet2d"
+    wide = comparison_overrides(bundle)
+    assert wide["features"] != cpu_overrides(bundle)["features"]
+    assert comparison_overrides("stroke_ct_boundary_attention_unet2d") == {}  # none: smoke.json alone
+    entries = [{"case_id": f"c{i}", "patient_id": f"p{i}", "fold": i % 4, "label": f"c{i}.nii.gz"} for i in range(8)]
+    (tmp_path / "datalist.json").write_text(json.dumps({"root": str(tmp_path), "training": entries, "testing": []}))
+    seen = []
+
+    def recorded(bundle_name, data, datalist, out, epochs, val_fold, overrides, **kwargs):
+        seen.append(overrides)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(demo_module, "train_bundle", recorded)
+    _, results = compare("isles2017", bundle, size, str(tmp_path / "out"), progress=False, datalist=str(tmp_path / "datalist.json"))
+    assert "recorded" in results[0]["error"] and len(seen) == 1
+    assert (seen[0].get("features") == wide["features"]) == (size == "cpu")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle_info import BUNDLES, bundle_split, bundles_dir, config_files, cpu_overrides, split_overrides, variant_keys
+from ..bundle_info import BUNDLES, bundle_split, bundles_dir, comparison_overrides, config_files, cpu_overrides, split_overrides, variant_keys
 from ..io.atomic import write_json_atomic
 
 __all__ = ["COHORTS", "SIZES", "SCALE", "DIFFICULTY", "compare", "run_split", "methods_of", "split_overrides", "bundle_split", "inference_workflow"]
@@ -52,8 +52,9 @@ COHORTS = {
     "isles2015-siss": (None, ("flair", "t1", "t2", "dwi"), 3, 2),
 }
 
-#: ``smoke``: the CPU-sized configs (configs/smoke.json), 1 epoch by default; ``cpu``: the same, every method for
-#: the cohort's epochs (:data:`COHORTS`); ``paper``: the configs as shipped, for a GPU, at the same epochs unless
+#: ``smoke``: the CPU-sized configs (configs/smoke.json), 1 epoch by default; ``cpu``: the same with a bundle's
+#: configs/cpu.json on top where it has one (a comparison size: smoke.json also sizes the tests and the demo), every
+#: method for the cohort's epochs (:data:`COHORTS`); ``paper``: the configs as shipped, for a GPU, at the same epochs unless
 #: ``epochs`` is given.
 SIZES = ("smoke", "cpu", "paper")
 
@@ -105,6 +106,8 @@ def _run_bundle(
     from ..demo import train_bundle
 
     cpu = cpu_overrides(bundle) if size != "paper" else {}
+    if size == "cpu":  # the bundle's comparison size over its smoke size, where it has one (configs/cpu.json)
+        overrides = {**comparison_overrides(bundle), **overrides}
     common = {"bundle_root": str(out), "dataset_dir": str(data), **cpu}
     keys = {k: v for stage in BUNDLES[bundle].stages for k, v in split_overrides(bundle, stage, test_fold, val_fold).items()}
     for stage in BUNDLES[bundle].stages:
