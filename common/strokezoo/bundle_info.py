@@ -116,13 +116,12 @@ def comparison_overrides(bundle: str) -> dict:
     """The keys ``strokezoo compare --size cpu`` sets over :func:`cpu_overrides`: ``bundle``'s ``configs/cpu.json``
     (without its ``_desc_``), or none. A bundle whose smoke size (sized for the tests and the demo) is too small to
     show what it learns at the comparison's budget has one."""
-    path = bundles_dir() / bundle / "configs" / "cpu.json"
-    return {k: v for k, v in _read(path).items() if not k.startswith("_")} if path.is_file() else {}
+    return variant_keys(bundle, "cpu.json") if (bundles_dir() / bundle / "configs" / "cpu.json").is_file() else {}
 
 
 def cpu_overrides(bundle: str) -> dict:
     """The CPU-sized keys of ``bundle`` (its ``configs/smoke.json``, without the ``_desc_`` that explains them)."""
-    return {k: v for k, v in _read(bundles_dir() / bundle / "configs" / "smoke.json").items() if not k.startswith("_")}
+    return variant_keys(bundle, "smoke.json")
 
 
 def config_files(bundle: str, *names: str) -> list[str]:
