@@ -8,7 +8,7 @@
   their own beside the paper's default);
 - ``configs/smoke.json``: the CPU-sized keys of that run (narrow networks, small batches, no workers), which the
   tests, ``make demo`` and a user's first try use: ``--config_file "['configs/train.json','configs/smoke.json']"``;
-- the first training config's ``layout``: the release layout the bundle reads.
+- ``configs/inference.json``'s ``layout``: the release layout the bundle reads.
 
 The demo, the tests and ``strokezoo export`` use this module; nothing here imports them.
 """
@@ -24,6 +24,7 @@ from typing import NamedTuple
 __all__ = [
     "BundleInfo",
     "BUNDLES",
+    "SiblingConfig",
     "bundle_folder",
     "bundles_dir",
     "config_files",
@@ -81,6 +82,45 @@ def inference_keys(bundle: str | os.PathLike) -> list[str]:
     return list(parser.get_parsed_content("load_keys", instantiate=False))
 
 
+class SiblingConfig:
+    """The settings another config of the same bundle states, so that each setting is written once.
+
+    A bundle's ``train.json`` reads the model's settings (its inputs, widths, normalisation, threshold) from its
+    ``inference.json``, which states them for both: ``"features": "$@model['features']"`` with ``model`` this
+    component. A key set in ``train.json`` itself (an override file, ``--features ...``) replaces the reference as
+    any other key does.
+
+    The file is ``<bundle_root>/configs/<name>``; where ``bundle_root`` is not a bundle folder (a run that writes
+    its outputs elsewhere), the repository's bundle ``bundle`` (``experiment_name``). Neither: ``FileNotFoundError``
+    naming both.
+    """
+
+    def __init__(self, bundle_root: str | os.PathLike, bundle: str, name: str = "inference.json") -> None:
+        from monai.bundle import ConfigParser
+
+        folder = Path(bundle_root)
+        if not (folder / "configs" / name).is_file():
+            candidate = _REPO_BUNDLES / bundle
+            if not (candidate / "configs" / name).is_file():
+                raise FileNotFoundError(
+                    f"{folder / 'configs' / name}: not found, nor in a bundle {bundle!r} of this strokezoo's repository; "
+                    f"pass --bundle_root <the bundle's folder> (its configs/{name} states the model's settings)"
+                )
+            folder = candidate
+        self.path = folder / "configs" / name
+        self._parser = ConfigParser()
+        self._parser.read_config(str(self.path))
+        self._parser["bundle_root"] = str(folder)
+
+    def __getitem__(self, key: str):
+        if key not in self._parser:
+            raise KeyError(f"{self.path}: no key {key!r}")
+        return self._parser.get_parsed_content(key)
+
+    def __repr__(self) -> str:
+        return f"SiblingConfig({str(self.path)!r})"
+
+
 def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -94,9 +134,9 @@ def describe(bundle: str) -> BundleInfo:
     configs = bundles_dir() / bundle / "configs"
     meta = _read(configs / "metadata.json")
     stages = tuple(meta.get("training_stages", ("train.json",)))
-    layout = _read(configs / stages[0]).get("layout")
+    layout = _read(configs / "inference.json").get("layout")
     if not isinstance(layout, str):
-        raise ValueError(f"{configs / stages[0]}: no 'layout' key naming the release layout")
+        raise ValueError(f"{configs / 'inference.json'}: no 'layout' key naming the release layout")
     epochs = meta.get("smoke_epochs")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"{configs / 'metadata.json'}: 'smoke_epochs' must be a positive integer, not {epochs!r}")

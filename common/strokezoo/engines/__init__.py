@@ -6,17 +6,22 @@ from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .redraw_patches import RedrawPatches
 from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
+from .routine import InferenceRoutine, TrainingRoutine, ValidationRoutine, is_rank0
 from .wall_clock import WallClockBudget
 
 __all__ = [
     "HandTrainer",
+    "InferenceRoutine",
     "L1ErrorRate",
     "PseudoDWIBatch",
     "PseudoDWITrainer",
     "RedrawPatches",
     "ResumeCheckpoint",
     "SaveBestNetwork",
+    "TrainingRoutine",
+    "ValidationRoutine",
     "WallClockBudget",
+    "is_rank0",
     "per_rank_batch",
     "save_atomically",
 ]

@@ -47,16 +47,17 @@ class SaveBestNetwork:
     Attach it to the validator (``validate#handlers``).
     """
 
-    def __init__(self, path: str | os.PathLike, network: torch.nn.Module) -> None:
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module | None = None) -> None:
         self.path = Path(path)
-        self.network = network
+        self.network = network  # None: the engine's
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
         if engine.state.best_metric_epoch == engine.state.epoch and _rank() == 0:
-            save_atomically(getattr(self.network, "module", self.network).state_dict(), self.path)
+            network = engine.network if self.network is None else self.network  # type: ignore[attr-defined]
+            save_atomically(getattr(network, "module", network).state_dict(), self.path)
             logger.info(f"{self.path}: best {engine.state.key_metric_name} so far, {engine.state.best_metric:.4f} at epoch {engine.state.epoch}")
 
 
@@ -68,8 +69,8 @@ class ResumeCheckpoint:
 
     Args:
         path: the state file (``<ckpt_dir>/last.pt``).
-        network: the network (a ``DistributedDataParallel`` wrapper is unwrapped).
-        optimizer: its optimiser.
+        network: the network (a ``DistributedDataParallel`` wrapper is unwrapped); ``None``: the trainer's.
+        optimizer: its optimiser; ``None``: the trainer's.
         lr_scheduler: its learning-rate scheduler, if any.
         validator: the evaluator whose ``best_metric``/``best_metric_epoch`` to keep, if any.
         resume: load ``path`` when the run starts, if it exists.
@@ -78,29 +79,35 @@ class ResumeCheckpoint:
     def __init__(
         self,
         path: str | os.PathLike,
-        network: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        network: torch.nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
         lr_scheduler: Any | None = None,
         validator: Engine | None = None,
         resume: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.network = getattr(network, "module", network)
-        self.optimizer = optimizer
+        self._network = network
+        self._optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.validator = validator
         self.resume = bool(resume)
+
+    def _parts(self, engine: Engine) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        network = engine.network if self._network is None else self._network  # type: ignore[attr-defined]
+        optimizer = engine.optimizer if self._optimizer is None else self._optimizer  # type: ignore[attr-defined]
+        return getattr(network, "module", network), optimizer
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
     def state_dict(self, engine: Engine) -> dict:
+        network, optimizer = self._parts(engine)
         state: dict[str, Any] = {
             "epoch": engine.state.epoch,
             "iteration": engine.state.iteration,
-            "network": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "network": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
         }
         if self.lr_scheduler is not None:
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
@@ -122,8 +129,9 @@ class ResumeCheckpoint:
             logger.info(f"{self.path}: no training state to resume from; starting at epoch 1")
             return
         state = torch.load(self.path, map_location="cpu", weights_only=True)
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        network, optimizer = self._parts(engine)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in state:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if getattr(engine, "scaler", None) is not None and "scaler" in state:
