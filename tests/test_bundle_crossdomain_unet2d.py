@@ -151,4 +151,4 @@ def test_the_evaluated_fold_is_held_out_of_training_and_validation(cohort12, tmp
     assert scored == {e["case_id"] for e in entries if e["fold"] == 1} and scored
     assert not scored & (trained_on | selected_on) and not trained_on & selected_on
     assert trained_on | selected_on | scored == {e["case_id"] for e in entries}
-    assert "folds=[@fold]" in infer.parser.get("finalize")[0]
+    assert infer.parser.get("scores#folds") == ["@fold"] and infer.parser.get("finalize")[0] == "@scores"

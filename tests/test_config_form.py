@@ -4,8 +4,9 @@
 - no handler is referenced by its position in a list;
 - override files add to the base's lists with MONAI's ``+`` merge key instead of restating them;
 - the knobs (literal values) come first in every base config;
-- the shared machinery (rank gating, resume, version check, input check, mixed-precision inferer, DDP) is worded
-  the same in every bundle.
+- the shared machinery (handlers, resume, rank gating, DDP set-up) is named from strokezoo.engines, never copied;
+- the configs repeat no more than their bound (tests/config_measure.py), no setting is written in both train.json
+  and inference.json, and no ``$`` expression is longer than 120 characters.
 """
 
 from __future__ import annotations
@@ -81,44 +82,94 @@ def test_override_files_add_to_the_base_lists_instead_of_restating_them(bundle):
     parser = ConfigParser()
     parser.read_config(config_files(bundle, "train.json", "multi_gpu_train.json", "finetune.json"))
     merged = parser.get("initialize")
-    assert merged[: len(base["initialize"])] == base["initialize"] and any("init_process_group" in x for x in merged)
-    assert merged.index(next(x for x in merged if "init_process_group" in x)) < merged.index(next(x for x in merged if "load_state_dict" in x))
+    assert merged[: len(base["initialize"])] == base["initialize"] and any("init_distributed" in x for x in merged)
+    assert merged.index(next(x for x in merged if "init_distributed" in x)) < merged.index(next(x for x in merged if "load_weights" in x))
 
 
-#: (config, key) of the shared machinery, and for a list of handlers the target of the item meant.
-MACHINERY = [
-    ("train.json", "is_not_rank0"),
-    ("train.json", "resume"),
-    ("train.json", "resume_path"),
-    ("train.json", "device"),
-    ("train.json", "initialize"),
-    ("train.json", "train#handlers", "strokezoo.engines.ResumeCheckpoint"),
-    ("inference.json", "input_check"),
-    ("inference.json", "inferer"),
-    ("inference.json", "initialize"),
-    ("inference.json", "finalize"),
-    ("inference.json", "device"),
-    ("inference.json", "handlers"),
-    ("inference.json", "dataloader"),
-    ("multi_gpu_train.json", "+initialize"),
-    ("multi_gpu_train.json", "finalize"),
-    ("multi_gpu_train.json", "device"),
-    ("finetune.json", "+initialize"),
-]
+#: MONAI handlers and set-up steps that strokezoo.engines' routines and distributed helpers attach or run: a config
+#: that lists one again holds a copy of the machinery
+COPIED_MACHINERY = (
+    '"LrScheduleHandler"',
+    '"ValidationHandler"',
+    '"StatsHandler"',
+    '"TensorBoardStatsHandler"',
+    "ignite.handlers.ProgressBar",
+    "strokezoo.engines.ResumeCheckpoint",
+    "strokezoo.engines.SaveBestNetwork",
+    '"CheckpointLoader"',
+    "init_process_group",
+    "DistributedDataParallel",
+    "load_state_dict",
+    "get_rank()",
+)
 
 
-@pytest.mark.parametrize("machinery", MACHINERY, ids=lambda m: "/".join(m[:2]))
-def test_the_machinery_is_worded_the_same_in_every_bundle(machinery):
-    """Each bundle states the project's machinery itself (an exported zip must run alone), in the same words: a
-    change to one bundle's copy fails here until every bundle has it."""
-    name, key, *target = machinery
-    wordings: dict[str, list[str]] = {}
-    for bundle in sorted(BUNDLES):
-        value = _raw(bundle, name)
-        for part in key.split("#"):
-            value = value[part]
-        if target:
-            (value,) = [h for h in value if isinstance(h, dict) and h.get("_target_") == target[0]]
-            value = {k: v for k, v in value.items() if k != "lr_scheduler"}  # a bundle without a scheduler has none to save
-        wordings.setdefault(json.dumps(value, sort_keys=True), []).append(bundle)
-    assert len(wordings) == 1, f"{name} '{key}' differs between bundles: {list(wordings.values())}"
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+def test_the_machinery_is_named_once_and_never_copied(bundle):
+    """The trainer's, the validator's and inference's handlers, resume, rank gating and DDP set-up are written once
+    in strokezoo.engines and named by every bundle: no config states one of them again."""
+    configs = REPO / "bundles" / bundle / "configs"
+    for path in configs.glob("*.json"):
+        text = path.read_text()
+        copied = [m for m in COPIED_MACHINERY if m in text]
+        assert not copied, f"{path}: states machinery strokezoo.engines provides: {copied}"
+    for stage in BUNDLES[bundle].stages:
+        config = _raw(bundle, stage)
+        assert [h["_target_"] for h in config["train"]["handlers"] if "Routine" in h.get("_target_", "")] == ["strokezoo.engines.TrainingRoutine"], stage
+        assert config["validate"]["handlers"][0]["_target_"] == "strokezoo.engines.ValidationRoutine", stage
+    assert [h["_target_"] for h in _raw(bundle, "inference.json")["handlers"]] == ["strokezoo.engines.InferenceRoutine"]
+
+
+def test_the_configs_repeat_no_more_than_their_bound_and_state_each_setting_once():
+    """``tests/config_measure.py``: the repeated share of config lines stays at or under :data:`MAX_REPEATED_SHARE`
+    (lower it as the configs shrink: docs/bundles.md states the target, 25 %), no setting has a literal value in
+    both a bundle's train.json and inference.json, and no ``$`` expression is longer than 120 characters."""
+    from config_measure import config_files as measured_files
+    from config_measure import repeated_share, settings_written_twice
+
+    share, total, _ = repeated_share(measured_files())
+    assert share <= MAX_REPEATED_SHARE, f"{share:.1%} of {total} config lines sit in repeated 6-line runs (bound {MAX_REPEATED_SHARE:.0%})"
+    assert settings_written_twice() == []
+
+    def expressions(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                yield from expressions(x)
+        elif isinstance(v, list):
+            for x in v:
+                yield from expressions(x)
+        elif isinstance(v, str) and v.startswith("$"):
+            yield v
+
+    long = [(str(p), e) for p in measured_files() for e in expressions(json.loads(p.read_text())) if len(e) > 120]
+    assert not long, long
+
+
+#: the bound today; each change that removes repetition lowers it
+MAX_REPEATED_SHARE = 0.67
+
+
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+def test_train_json_reads_the_model_s_settings_from_inference_json(bundle, tmp_path):
+    """Every setting train.json takes from inference.json (``$@model['key']``) parses to inference.json's value, and
+    a bundle folder whose inference.json says otherwise trains with what it says: the setting is written once."""
+    import shutil
+
+    config = _raw(bundle, "train.json")
+    shared = [k for k, v in config.items() if isinstance(v, str) and v == f"$@model['{k}']"]
+    assert shared, "train.json takes no setting from inference.json"
+    configs = REPO / "bundles" / bundle / "configs"
+    parser, inference = ConfigParser(), ConfigParser()
+    parser.read_config(str(configs / "train.json"))
+    inference.read_config(str(configs / "inference.json"))
+    for k in shared:
+        assert parser.get_parsed_content(k) == inference.get_parsed_content(k), k
+    copy = tmp_path / bundle
+    shutil.copytree(REPO / "bundles" / bundle / "configs", copy / "configs")
+    edited = json.loads((copy / "configs" / "inference.json").read_text())
+    edited["num_folds"] = 7
+    (copy / "configs" / "inference.json").write_text(json.dumps(edited))
+    parser = ConfigParser()
+    parser.read_config(str(copy / "configs" / "train.json"))
+    parser["bundle_root"] = str(copy)
+    assert parser.get_parsed_content("num_folds") == 7

@@ -37,6 +37,8 @@ __all__ = [
     "select_entries",
     "require_key",
     "hold_out_patients",
+    "held_out_split",
+    "fold_split",
     "ensure_datalist",
 ]
 
@@ -224,6 +226,24 @@ def hold_out_patients(entries: list[dict], fraction: float, seed: int = 0) -> tu
     n = min(len(patients) - 1, max(1, round(fraction * len(patients))))
     held = set(np.random.default_rng(seed).permutation(patients)[:n].tolist())
     return ([e for e in entries if e.get("patient_id", e.get("case_id")) not in held], [e for e in entries if e.get("patient_id", e.get("case_id")) in held])
+
+
+def held_out_split(
+    ref: str | os.PathLike, fold: int | None = None, fraction: float = 0.2, seed: int = 0, require: str | None = None
+) -> tuple[list[dict], list[dict]]:
+    """``(train, validation)`` for a bundle that validates on patients held out of its training folds: the
+    ``training`` entries of datalist ``ref`` outside fold ``fold`` (every fold for ``None``), of which about
+    ``fraction`` of the patients (drawn with ``seed``, :func:`hold_out_patients`) validate. ``require``: a key every
+    entry must have (:func:`require_key`)."""
+    entries = load_datalist_entries(ref, "training") if fold is None else select_entries(ref, "training", exclude_folds=[fold])
+    if require is not None:
+        entries = require_key(entries, require, ref)
+    return hold_out_patients(entries, fraction, seed)
+
+
+def fold_split(ref: str | os.PathLike, fold: int) -> tuple[list[dict], list[dict]]:
+    """``(train, validation)``: the ``training`` entries of datalist ``ref`` outside fold ``fold``, and those in it."""
+    return select_entries(ref, "training", exclude_folds=[fold]), select_entries(ref, "training", folds=[fold])
 
 
 def ensure_datalist(dataset_dir: str | os.PathLike, datalist: str | os.PathLike, layout: str = "auto", folds: int = 5) -> str:

@@ -1,11 +1,11 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
-from .distributed import per_rank_batch
+from .distributed import close_distributed, distributed, init_distributed, per_rank_batch, rank_device
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .redraw_patches import RedrawPatches
-from .resume import ResumeCheckpoint, SaveBestNetwork, save_atomically
+from .resume import ResumeCheckpoint, SaveBestNetwork, load_weights, save_atomically
 from .routine import InferenceRoutine, TrainingRoutine, ValidationRoutine, is_rank0
 from .wall_clock import WallClockBudget
 
@@ -22,6 +22,11 @@ __all__ = [
     "ValidationRoutine",
     "WallClockBudget",
     "is_rank0",
+    "load_weights",
+    "close_distributed",
+    "distributed",
+    "init_distributed",
     "per_rank_batch",
+    "rank_device",
     "save_atomically",
 ]

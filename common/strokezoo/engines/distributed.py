@@ -1,10 +1,16 @@
-"""The batch each DDP rank loads, so that a multi-GPU run keeps the paper's batch size per optimiser step."""
+"""Multi-GPU training (every bundle's ``multi_gpu_train.json``): the process group, each rank's device, the
+network wrapped for DDP, and the batch each rank loads, so that a multi-GPU run keeps the paper's batch size per
+optimiser step."""
 
 from __future__ import annotations
 
-import ignite.distributed as idist
+import os
 
-__all__ = ["per_rank_batch"]
+import ignite.distributed as idist
+import torch
+import torch.distributed as dist
+
+__all__ = ["close_distributed", "distributed", "init_distributed", "per_rank_batch", "rank_device"]
 
 
 def per_rank_batch(batch_size: int, processes: int | None = None) -> int:
@@ -23,3 +29,34 @@ def per_rank_batch(batch_size: int, processes: int | None = None) -> int:
             f"(--batch_size is the global batch of one optimiser step)"
         )
     return batch_size // processes
+
+
+def rank_device() -> torch.device:
+    """This rank's GPU (``LOCAL_RANK``, set by torchrun), or the CPU where there is no GPU."""
+    return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
+
+
+def init_distributed() -> None:
+    """Join torchrun's process group (NCCL on GPUs, gloo on CPUs) unless joined, set up ignite's distributed context
+    on every rank together (its first use is a collective, which rank-0-only handlers would otherwise call alone),
+    and make this rank's GPU the current one."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    idist.sync()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(rank_device())
+
+
+def close_distributed() -> None:
+    """Wait for every rank, then leave the process group (a no-op outside DDP)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def distributed(module: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` (already on this rank's device) wrapped for DDP: gradients averaged over the ranks."""
+    device = next(module.parameters()).device
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=find_unused_parameters
+    )

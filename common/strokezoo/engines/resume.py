@@ -25,7 +25,7 @@ from ignite.engine import Engine, Events
 
 from ..io.atomic import atomic_path
 
-__all__ = ["ResumeCheckpoint", "SaveBestNetwork", "save_atomically"]
+__all__ = ["ResumeCheckpoint", "SaveBestNetwork", "load_weights", "save_atomically"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,15 @@ def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load the plain state dict at ``path`` (``weights_only``) into ``network`` (a ``DistributedDataParallel``
+    wrapper is unwrapped), onto the device its parameters are on; returns ``network``. A fine-tuning run's start."""
+    module = getattr(network, "module", network)
+    device = next(module.parameters()).device
+    module.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return network
 
 
 class SaveBestNetwork:

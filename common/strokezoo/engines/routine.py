@@ -19,6 +19,7 @@ overridden from the command line (``--train#handlers#0#val_interval 5``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch.distributed as dist
@@ -104,11 +105,16 @@ class ValidationRoutine:
 
 
 class InferenceRoutine:
-    """Attach to an inference evaluator the trained network's weights, loaded from ``checkpoint`` onto
-    ``map_location`` when the run starts (MONAI's ``CheckpointLoader``, key ``model``), and its figures on the
-    console."""
+    """Attach to an inference evaluator the trained network's weights, loaded when the run starts onto
+    ``map_location`` (MONAI's ``CheckpointLoader``, key ``model``), and its figures on the console.
 
-    def __init__(self, checkpoint: str | os.PathLike, map_location: Any = None) -> None:
+    Args:
+        checkpoint: the weights' file; or, for a network trained in parts, a mapping from each part (an attribute
+            of the network, e.g. ``{"transformer": ..., "unet": ...}``) to its file.
+        map_location: the device the weights load onto.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | Mapping[str, str | os.PathLike], map_location: Any = None) -> None:
         self.checkpoint = checkpoint
         self.map_location = map_location
 
@@ -119,4 +125,7 @@ class InferenceRoutine:
     def load(self, engine: Engine) -> None:
         """Load the weights into the engine's network (set after its handlers are attached)."""
         network = engine.network  # type: ignore[attr-defined]
-        CheckpointLoader(load_path=str(self.checkpoint), load_dict={"model": network}, map_location=self.map_location)(engine)
+        parts = self.checkpoint.items() if isinstance(self.checkpoint, Mapping) else [(None, self.checkpoint)]
+        for part, path in parts:
+            module = network if part is None else getattr(network, part)
+            CheckpointLoader(load_path=str(path), load_dict={"model": module}, map_location=self.map_location)(engine)

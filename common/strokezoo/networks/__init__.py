@@ -2,7 +2,7 @@
 
 from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
-from .fold_ensemble import FoldEnsemble, write_fold_ensemble
+from .fold_ensemble import FoldEnsemble, fold_checkpoints, write_fold_ensemble
 from .pseudo_dwi_slnet import ContextEncoder, PseudoDWISLNet
 from .residual_unet3d import AsymmetricResidualUNet
 from .slnet import SLNet, xavier_init
@@ -23,6 +23,7 @@ __all__ = [
     "tfa_map",
     "tfa_padding",
     "unet_inputs",
+    "fold_checkpoints",
     "write_fold_ensemble",
     "xavier_init",
 ]

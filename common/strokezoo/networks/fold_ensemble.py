@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["FoldEnsemble", "write_fold_ensemble"]
+__all__ = ["FoldEnsemble", "fold_checkpoints", "write_fold_ensemble"]
 
 
 class FoldEnsemble(nn.Module):
@@ -68,6 +68,15 @@ class FoldEnsemble(nn.Module):
                 for name, value in torch.load(path, map_location="cpu", weights_only=True).items():
                     state[f"folds.{k}.{prefix}.{name}" if prefix else f"folds.{k}.{name}"] = value
         return state
+
+
+def fold_checkpoints(models_dir: str | os.PathLike, folds: Sequence[int], parts: Mapping[str, str] | None = None) -> list:
+    """The checkpoints of ``folds`` as the bundles' training writes them, ``<models_dir>/fold<k>/model.pt``; with
+    ``parts`` (submodule -> file name, e.g. ``{"transformer": "transformer.pt", "unet": "model.pt"}``) one mapping
+    per fold, for :func:`write_fold_ensemble`."""
+    if parts is None:
+        return [os.path.join(models_dir, f"fold{k}", "model.pt") for k in folds]
+    return [{part: os.path.join(models_dir, f"fold{k}", name) for part, name in parts.items()} for k in folds]
 
 
 def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]], out: str | os.PathLike) -> str:

@@ -183,6 +183,7 @@ class SymmetricModalitiesd(MapTransform):
         reference_channel: the channel (frame) of ``reference_key`` the transform is estimated on.
         registration: ``"rigid"`` (default) or ``"affine"`` (:func:`mirror_transform`).
         cache_dir: folder of the cached copies, or None to compute every time.
+        enabled: ``False`` passes the data through unchanged (no copies): a config's switch for the augmentation.
         postfix: appended to each key for its copy.
         name_key: key of the case id (names the cache folder).
     """
@@ -197,8 +198,10 @@ class SymmetricModalitiesd(MapTransform):
         reference_channel: int = 0,
         registration: str = "rigid",
         allow_missing_keys: bool = False,
+        enabled: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.enabled = bool(enabled)
         if registration not in REGISTRATIONS:
             raise ValueError(f"registration must be one of {REGISTRATIONS}, got {registration!r}")
         if reference_key is not None and reference_key not in self.keys:
@@ -228,6 +231,8 @@ class SymmetricModalitiesd(MapTransform):
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
+        if not self.enabled:
+            return d
         keys = list(self.key_iterator(d))
         folder = self._cache_folder(d, keys)
         if folder is not None and all((folder / f"{k}.nii.gz").is_file() for k in keys):
