@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from strokezoo.bundle_info import BUNDLES
+from strokezoo.bundle_run import train_and_evaluate_bundle
 from strokezoo.data.datalist import build_datalist
-from strokezoo.demo import train_and_evaluate_bundle
 from strokezoo.synth import synthesize_cohort
 
 

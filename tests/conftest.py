@@ -137,7 +137,7 @@ def train_as_a_user(bundle: str, data: Path, datalist: Path, root: Path, epochs:
     """Train ``bundle`` as docs/bundles.md says for a first try, in a copy of the bundle folder (``root``, the working
     directory): ``python -m monai.bundle run training --config_file "['configs/<stage>', ..., 'configs/smoke.json']"``
     for each training stage in turn (with the bundle's smoke override files), adding only ``--dataset_dir``, the
-    datalist, the epochs and what :func:`strokezoo.demo.train_bundle` sets (validation fold 0 every 5 epochs, no
+    datalist, the epochs and what :func:`strokezoo.bundle_run.train_bundle` sets (validation fold 0 every 5 epochs, no
     augmentation)."""
     import shutil
 

@@ -100,7 +100,7 @@ def test_training_beats_the_untrained_net_on_both_modalities_and_both_raters(tra
 
     untrained = untrained_checkpoint(BUNDLE, tmp_path / "untrained.pt")
     digest = tree_digest(data)
-    # the shared short run (strokezoo.demo.train_bundle) holds out only fold 0 (fold = val_fold = 0): score that fold
+    # the shared short run (strokezoo.bundle_run.train_bundle) holds out only fold 0 (fold = val_fold = 0): score that fold
     after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", amp=True, fold=0)
     bf16_fp32_mask_dice(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", tmp_path / "fp32", fold=0)
     before = infer_and_evaluate(BUNDLE, root, data, datalist, untrained, tmp_path / "untrained", as_a_user=False, fold=0)

@@ -119,15 +119,15 @@ def test_a_tiny_comparison_scores_every_method_as_strokezoo_evaluate_does(cohort
         return real_train(name, *args, **kwargs)
 
     monkeypatch.setattr(stock_module, "train_stock", failing_dynunet)
-    import strokezoo.demo as demo_module
+    import strokezoo.bundle_run as runner
 
-    real_bundle_train, bundle_runs = demo_module.train_bundle, []
+    real_bundle_train, bundle_runs = runner.train_bundle, []
 
     def recorded(*args, **kwargs):  # what the bundle was trained with
         bundle_runs.append(kwargs)
         return real_bundle_train(*args, **kwargs)
 
-    monkeypatch.setattr(demo_module, "train_bundle", recorded)
+    monkeypatch.setattr(runner, "train_bundle", recorded)
     methods = f"{BUNDLE},basicunet,dynunet,threshold_adc"
     # the session's cohort; a wall-clock budget too short for more than the first of two epochs
     report, results = compare("isles2022", methods, "smoke", str(out), epochs=2, progress=False, datalist=str(full), minutes=1e-6)
@@ -312,7 +312,7 @@ def test_an_output_folder_is_not_reused_for_another_cohort(tmp_path, monkeypatch
 def test_the_cpu_size_adds_a_bundle_s_comparison_config(tmp_path, monkeypatch, size):
     """``--size cpu`` trains (and infers) a bundle with its configs/cpu.json over smoke.json, where it has one; the
     smoke size does not."""
-    import strokezoo.demo as demo_module
+    import strokezoo.bundle_run as runner
     from strokezoo.bundle_info import comparison_overrides, cpu_overrides
 
     bundle = "stroke_mri_crossattention_unet2d"
@@ -327,7 +327,7 @@ def test_the_cpu_size_adds_a_bundle_s_comparison_config(tmp_path, monkeypatch, s
         seen.append(overrides)
         raise RuntimeError("recorded")
 
-    monkeypatch.setattr(demo_module, "train_bundle", recorded)
+    monkeypatch.setattr(runner, "train_bundle", recorded)
     _, results = compare("isles2017", bundle, size, str(tmp_path / "out"), progress=False, datalist=str(tmp_path / "datalist.json"))
     assert "recorded" in results[0]["error"] and len(seen) == 1
     assert (seen[0].get("features") == wide["features"]) == (size == "cpu")

@@ -103,7 +103,7 @@ def _run_bundle(
     overrides: dict,
     minutes: float | None = None,
 ) -> dict:
-    from ..demo import train_bundle
+    from ..bundle_run import train_bundle
 
     cpu = cpu_overrides(bundle) if size != "paper" else {}
     if size == "cpu":  # the bundle's comparison size over its smoke size, where it has one (configs/cpu.json)
