@@ -287,6 +287,7 @@ def segment(
     probabilities: bool = False,
     map=None,  # the flag is --map
     amp: bool | None = None,
+    min_b_value: float = 500.0,
     **modalities: str,
 ) -> None:
     """Segment a study with a bundle's own inference configs: a mask, its volume, an overlay and a report.
@@ -302,6 +303,8 @@ def segment(
     ensemble's. --config: override files of the bundles' configs/ the weights were trained with (e.g. smoke.json).
     --amp / --noamp: bf16 autocast on or off for every bundle (default: each bundle's own; bf16 is faster on CPUs with
     AMX or AVX512-BF16 and on GPUs, and may flip voxels whose probability is within rounding of the threshold).
+    --min_b_value: a DICOM DWI series is read at its highest b-value (DiffusionBValue, else the GE, Siemens or Philips
+    private tag), which must be at least this (default 500 s/mm^2); report.json records it.
 
     Writes OUT/<study>/: <bundle>_mask.nii.gz on the grid of the modality it segments (as the study gave it;
     --probabilities: <bundle>_prob.nii.gz too), ensemble_mask.nii.gz, overlay.png, report.json (lesion volume,
@@ -313,10 +316,10 @@ def segment(
         strokezoo segment --bundle stroke_dwi_crossdomain_unet2d --weights model.pt --adc adc.nii.gz --dwi dwi.nii.gz --out seg
     """
     from .errors import InputsRefused
-    from .segment import segment_studies, segment_study
+    from .segment import StudyFailed, segment_studies, segment_study
 
     bundles, weights_list = _names(bundle), _names(weights)
-    kwargs = {"configs": _names(config), "probabilities": bool(probabilities), "amp": None if amp is None else bool(amp)}
+    kwargs = {"configs": _names(config), "probabilities": bool(probabilities), "amp": None if amp is None else bool(amp), "min_b_value": float(min_b_value)}
     try:
         pairs = [m.split("=", 1) for m in _names(map)]
         if any(len(p) != 2 or not all(p) for p in pairs):
@@ -332,7 +335,7 @@ def segment(
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except InputsRefused as e:
+    except (InputsRefused, StudyFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     for r in reports:

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 from .nifti import save_nifti
 
-__all__ = ["DicomSeries", "find_series", "is_dicom", "read_series", "slice_files"]
+__all__ = ["DicomSeries", "b_value", "diffusion_weighted", "find_series", "is_dicom", "read_series", "slice_files"]
 
 #: slices closer than this along the normal (mm) share a position; spacings may differ from the usual one by as much
 SPACING_TOLERANCE_MM = 0.01
@@ -33,6 +33,9 @@ SPACING_TOLERANCE = 0.01
 #: objects that lie beside a study's images and are not images: segmentations, reports, presentation states, ...
 NON_IMAGE_MODALITIES = ("SEG", "SR", "PR", "RTSTRUCT", "KO", "DOC", "REG")
 DICOMDIR = "1.2.840.10008.1.3.10"
+#: where an image's diffusion b-value (s/mm^2) is stored: the standard DiffusionBValue, then Siemens' private
+#: B_value, GE's first "Slop_int_6" value (with 10^9 added on some systems) and Philips' private Diffusion B-Factor
+B_VALUE_TAGS = ((0x0018, 0x9087), (0x0019, 0x100C), (0x0043, 0x1039), (0x2001, 0x1003))
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -90,6 +93,61 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
         s.files.append(path)
         s.headers.append(ds)
     return list(series.values())
+
+
+def _number(value) -> float | None:
+    """A header value as a number: a number, the first of several (``1000\\8\\0``), decimal text, or a private
+    element pydicom could not type (``UN`` bytes: text, else a little-endian float)."""
+    import struct
+
+    if isinstance(value, bytes):
+        text = value.decode("ascii", errors="replace").strip("\x00 ")
+        try:
+            return float(text.split("\\")[0])
+        except ValueError:
+            return float(struct.unpack("<f" if len(value) == 4 else "<d", value)[0]) if len(value) in (4, 8) else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def b_value(ds) -> float | None:
+    """The diffusion b-value (s/mm^2) a header states (:data:`B_VALUE_TAGS`, the first present), or None."""
+    for tag in B_VALUE_TAGS:
+        if tag in ds:
+            value = _number(ds[tag].value)
+            if value is not None:
+                return value % 1e9 if tag == (0x0043, 0x1039) else value
+    return None
+
+
+def diffusion_weighted(series: DicomSeries, minimum: float = 500.0) -> tuple[DicomSeries, float | None]:
+    """The images of the diffusion series ``series`` at its highest b-value, as a series of their own, and that
+    b-value: a scanner's trace series often holds b = 0 and b = 1000 images in one series, in any order.
+
+    A series with one image per position and no b-value is returned whole (b-value None). Raises
+    :class:`InputError` naming the series when it holds several images per position and no b-value tells them
+    apart, or when its highest b-value is under ``minimum``."""
+    values = [b_value(ds) for ds in series.headers]
+    known = [v for v in values if v is not None]
+    if not known:
+        if len(_frames(series)) > 1:
+            raise InputError(
+                series.files[0],
+                f"{series.label}: several images at every position and no b-value (DiffusionBValue, or Siemens', GE's or "
+                "Philips' private tag) to tell the diffusion-weighted ones from b = 0; export the b = 1000 images as a series of their own",
+            )
+        return series, None
+    highest = max(known)
+    if highest < minimum:
+        raise InputError(series.files[0], f"{series.label}: its highest b-value is {highest:g} s/mm^2, under {minimum:g}: not diffusion-weighted images")
+    keep = [i for i, v in enumerate(values) if v == highest]
+    chosen = DicomSeries(series.uid, series.description, series.protocol, series.modality, [series.files[i] for i in keep], [series.headers[i] for i in keep])
+    _frames(chosen)  # whole volumes at that b-value, or a clear error
+    return chosen, highest
 
 
 def _frames(series: DicomSeries) -> list[list[Path]]:

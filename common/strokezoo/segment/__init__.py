@@ -4,6 +4,6 @@ volume, an overlay and a report out (and, for several bundles on the same inputs
 from .inputs import study_inputs
 from .lesions import lesion_statistics
 from .report import write_overlay
-from .run import segment_studies, segment_study
+from .run import StudyFailed, segment_studies, segment_study
 
-__all__ = ["lesion_statistics", "segment_studies", "segment_study", "study_inputs", "write_overlay"]
+__all__ = ["StudyFailed", "lesion_statistics", "segment_studies", "segment_study", "study_inputs", "write_overlay"]

@@ -13,13 +13,18 @@ from ..io.dicom import DicomSeries, slice_files
 
 __all__ = ["write_dicom_seg"]
 
+#: type 2 attributes of the Patient and General Study modules that the SEG copies from its source images; an
+#: anonymiser removes them, and the standard lets a type 2 attribute be present with no value
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "ReferringPhysicianName", "AccessionNumber")
+
 
 def write_dicom_seg(mask_path: str | os.PathLike, series: DicomSeries, out: str | os.PathLike, algorithm: str, version: str, software: str) -> Path:
     """Write the binary mask ``mask_path`` (a NIfTI file on the grid :func:`strokezoo.io.dicom.read_series` gave
     ``series``) as a one-segment BINARY DICOM SEG to ``out``, atomically: frame ``k`` covers the ``k``-th slice of the
     series' first frame (its first time point, for a 4D series) and references that instance; the segment is an
     automatic one by ``algorithm`` ``version`` (SNOMED CT 49755003 morphologically abnormal structure, 55641003
-    infarct)."""
+    infarct). Source images without the type 2 patient and study attributes (anonymised) give a SEG with them empty
+    (:data:`TYPE2_COPIED`)."""
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
@@ -27,6 +32,10 @@ def write_dicom_seg(mask_path: str | os.PathLike, series: DicomSeries, out: str 
 
     files = slice_files(series)
     sources = [pydicom.dcmread(f) for f in files]
+    for ds in sources:  # anonymised headers: the missing type 2 attributes present and empty, as the standard allows
+        for keyword in TYPE2_COPIED:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     mask = np.asarray(nib.load(str(mask_path)).dataobj) > 0
     if mask.shape != (sources[0].Columns, sources[0].Rows, len(sources)):
         grid = (sources[0].Columns, sources[0].Rows, len(sources))

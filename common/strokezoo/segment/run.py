@@ -27,14 +27,14 @@ from ..data.checks import check_entry
 from ..errors import InputError, InputsRefused
 from ..export import sha256
 from ..io.atomic import atomic_path, write_text_atomic
-from ..io.dicom import DicomSeries, read_series
+from ..io.dicom import DicomSeries, diffusion_weighted, read_series
 from ..io.nifti import save_nifti
 from .dicom_seg import write_dicom_seg
 from .inputs import study_inputs
 from .lesions import lesion_statistics
 from .report import write_overlay, write_report
 
-__all__ = ["segment_studies", "segment_study"]
+__all__ = ["StudyFailed", "segment_studies", "segment_study"]
 
 WEIGHTS_DOC = "docs/weights.md"
 
@@ -62,6 +62,14 @@ args=(sys.stderr,)
 [formatter_plain]
 format=%(levelname)s %(name)s: %(message)s
 """
+
+
+class StudyFailed(RuntimeError):
+    """A study whose segmentation failed for a reason other than its inputs; the message names the study."""
+
+    def __init__(self, study: str, problem: str):
+        self.study = study
+        super().__init__(f"{study}: {problem}")
 
 
 def _configs(folder: Path, configs: Sequence[str]) -> list[str]:
@@ -155,6 +163,7 @@ def segment_study(
     name: str | None = None,
     mapping: Mapping[str, str] | None = None,
     amp: bool | None = None,
+    min_b_value: float = 500.0,
 ) -> dict:
     """Segment one study with each of ``bundles`` (names of the repository's bundles, or bundle folders) and its
     ``weights`` (same order), from ``files`` (``{modality: NIfTI}``) or the folder ``study``: its NIfTI files, or its
@@ -166,8 +175,13 @@ def segment_study(
     mean of their probabilities thresholded at 0.5 (``ensemble_mask.nii.gz``); ``overlay.png``, ``report.json`` and
     ``report.md`` about the ensemble's mask, else the one bundle's; for DICOM in, that mask as a DICOM SEG too
     (``segmentation.dcm``, referencing the series of the modality the mask is on). ``amp``: bf16 autocast on (True) or
-    off (False) for every bundle, instead of each bundle's default (``amp`` in its ``inference.json``). Returns the
-    report. Raises :class:`InputError` naming the file and the problem (nothing is written for the study then)."""
+    off (False) for every bundle, instead of each bundle's default (``amp`` in its ``inference.json``). A DICOM DWI
+    series is read at its highest b-value (at least ``min_b_value``; :func:`strokezoo.io.dicom.diffusion_weighted`),
+    which report.json records. Returns the report.
+
+    The outputs are written to a scratch folder and moved into ``out/<study name>/`` once all are complete: a study
+    that fails at any step adds nothing there. Raises :class:`InputError` naming the file and the problem, and
+    :class:`StudyFailed` naming the study for any other failure."""
     t0 = time.perf_counter()
     if len(weights) != len(bundles):
         raise ValueError(f"{len(bundles)} bundles but {len(weights)} weights: give one --weights per --bundle, in the same order")
@@ -185,6 +199,9 @@ def segment_study(
     if unknown:
         raise InputError(study or "study", f"--map names {', '.join(unknown)}, which no bundle given reads ({', '.join(read)})")
     sources = study_inputs(read, files, study, mapping)  # every bundle's modalities at once: the folder is read once
+    b_values = {}
+    if isinstance(sources.get("dwi"), DicomSeries):
+        sources["dwi"], b_values["dwi"] = diffusion_weighted(sources["dwi"], min_b_value)
     series = {k: v for k, v in sources.items() if isinstance(v, DicomSeries)}
     out_dir = Path(out) / name
     if study is not None and out_dir.resolve().is_relative_to(Path(study).resolve()):
@@ -195,7 +212,9 @@ def segment_study(
 
     work = out_dir / ".work"
     shutil.rmtree(work, ignore_errors=True)
+    final_dir, out_dir = out_dir, work / "result"  # everything is written here first, and moved into place at the end
     try:
+        out_dir.mkdir(parents=True)
         inputs = {k: str(read_series(v, work / "dicom" / f"{k}.nii.gz")) if k in series else v for k, v in sources.items()}
         for folder in folders:
             problems = check_entry({"case_id": name, **inputs}, inference_keys(folder))
@@ -247,7 +266,7 @@ def segment_study(
             "mask_modality": key,
             "ensemble": ensemble,
             "lesions": stats,
-            "inputs": {k: _geometry(v, series.get(k)) for k, v in inputs.items()},
+            "inputs": {k: {**_geometry(v, series.get(k)), **({"b_value": b_values[k]} if k in b_values else {})} for k, v in inputs.items()},
             "bundles": [
                 {
                     "name": folder.name,
@@ -266,11 +285,18 @@ def segment_study(
             "seconds": round(time.perf_counter() - t0, 2),
         }
         write_report(report, out_dir)
+        final_dir.mkdir(parents=True, exist_ok=True)
+        for f in sorted(out_dir.iterdir(), key=lambda f: f.name == "report.json"):  # the report last: it names the others
+            os.replace(f, final_dir / f.name)
         return report
+    except (InputError, InputsRefused):
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure is reported with the study's name, and nothing is kept
+        raise StudyFailed(name, f"{type(e).__name__}: {e}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # a refused study leaves no folder behind
+        if final_dir.is_dir() and not any(final_dir.iterdir()):
+            final_dir.rmdir()  # a refused study leaves no folder behind
 
 
 def segment_studies(
@@ -291,7 +317,7 @@ def segment_studies(
     for study in tqdm(studies, desc="segment", disable=not progress, file=sys.stderr):
         try:
             reports.append(segment_study(bundles, weights, out, study=study, **kwargs))
-        except (InputError, InputsRefused) as e:
+        except (InputError, InputsRefused, StudyFailed) as e:
             failures.append(f"{study.name}: {e}")
     if failures:
         raise InputsRefused(f"{len(failures)} of {len(studies)} studies refused:\n  " + "\n  ".join(failures))
