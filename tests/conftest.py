@@ -185,7 +185,6 @@ LONGEST_TESTS_S = {
     "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_mri_residual_unet3d]": 34,
     "test_a_batch_with_bad_files_keeps_going_and_lists_every_refusal[stroke_ctp_transformer_unet2d]": 33,
     "test_an_exported_zip_passes_the_model_zoo_premerge_checks": 27,
-    "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_mri_crossattention_unet2d]": 26,
     "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_ct_boundary_attention_unet2d]": 24,
     "test_multi_gpu_config_runs_two_processes_on_cpu[stroke_dwi_crossdomain_unet2d]": 20,
     "test_weights_download_by_hash_and_bundle_download_and_load": 19,

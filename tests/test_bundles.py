@@ -85,7 +85,25 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@pytest.mark.parametrize("bundle", BUNDLES)
+#: bundles whose multi-GPU run is another's: the same multi_gpu_train.json, network class, training dataset and
+#: trainer, so the same code path under DDP (test_the_same_multi_gpu_path_as holds them to it)
+SAME_MULTI_GPU_PATH = {"stroke_mri_crossattention_unet2d": "stroke_ct_boundary_attention_unet2d"}
+
+
+@pytest.mark.parametrize("bundle,like", sorted(SAME_MULTI_GPU_PATH.items()))
+def test_the_same_multi_gpu_path_as(bundle, like):
+    """A bundle left out of the two-process run below has the multi-GPU config, network class, training dataset and
+    trainer of one that runs it."""
+
+    def path(b: str) -> tuple:
+        raw = json.loads((configs(b) / "train.json").read_text())
+        multi = {k: v for k, v in json.loads((configs(b) / "multi_gpu_train.json").read_text()).items() if k != "_desc_"}
+        return multi, raw["network_def"]["_target_"], raw["train"]["dataset"]["_target_"], raw["train"]["trainer"], raw["train"]["handlers"]
+
+    assert path(bundle) == path(like)
+
+
+@pytest.mark.parametrize("bundle", [b for b in BUNDLES if b not in SAME_MULTI_GPU_PATH])
 def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, bundle_cache):
     """``multi_gpu_train.json`` with torchrun and ``--tracking mlflow``: DDP over two CPU processes (gloo), one
     epoch of each training stage, on two of the 12-case cohort's four folds (3 patients each), three for the bundles

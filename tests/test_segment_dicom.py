@@ -188,7 +188,9 @@ def test_segment_from_dicom_writes_the_mask_on_the_series_grid_and_a_seg_of_it(b
     mask = nib.load(out / f"{bundle}_mask.nii.gz")
     grid = values[key].shape[:3]
     assert mask.shape == grid and np.allclose(mask.affine, tilted(nib.load(entry[key]).affine), atol=1e-4)  # the series' own grid
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{bundle}_mask.nii.gz", "overlay.png", "report.json", "report.md", "segmentation.dcm"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{bundle}_mask.nii.gz", "overlay.png", "report.json", "report.md", "segmentation.dcm", "measurements.dcm"]
+    )
     for k, uid in uids.items():
         assert report["inputs"][k]["dicom_series"] == uid
     seg = pydicom.dcmread(out / "segmentation.dcm")

@@ -20,6 +20,7 @@ from strokezoo.data.datalist import build_datalist
 from strokezoo.errors import InputError
 from strokezoo.io.dicom import b_value, diffusion_weighted, find_series, read_series, slice_files
 from strokezoo.segment.dicom_seg import write_dicom_seg
+from strokezoo.segment.dicom_sr import write_measurement_report
 from strokezoo.synth.dicom import write_dicom_series
 
 from conftest import strokezoo_cli, untrained_checkpoint
@@ -201,10 +202,38 @@ def test_an_anonymised_siemens_study_segments_and_its_seg_reads_back(siemens_stu
         if expected.any():  # dcmqi writes no file for a segment without voxels
             read = nib.load(back / "1.nii.gz")
             assert np.array_equal(np.asarray(read.dataobj) > 0, expected) and np.allclose(read.affine, grid, atol=1e-3), written
-    for written in (out / "segmentation.dcm", tmp_path / "lesion.dcm"):
+    _check_measurement_report(out / "measurements.dcm", out / "segmentation.dcm", report["lesions"])
+    figures = {"total_volume_ml": 1.25, "lesion_count": 2, "volume_ml_by_hemisphere": {"left": 1.0, "right": 0.25}}
+    write_measurement_report(tmp_path / "lesion.dcm", b1000_images, figures, tmp_path / "lesion_sr.dcm", "test", "1", "strokezoo")
+    _check_measurement_report(tmp_path / "lesion_sr.dcm", tmp_path / "lesion.dcm", figures)
+    for written in (out / "segmentation.dcm", tmp_path / "lesion.dcm", out / "measurements.dcm"):
         raw = pydicom.dcmread(written)
         for keyword in ("PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
             assert keyword in raw and not str(raw.get(keyword) or ""), (written, keyword)
+
+
+def _check_measurement_report(sr_file: Path, seg_file: Path, lesions: dict) -> None:
+    """dciodvfy finds no error in the SR; highdicom reads back one volumetric group that references the SEG's
+    segment 1, with the total volume, the lesion count and each hemisphere's volume of ``lesions``."""
+    import subprocess
+
+    import highdicom as hd
+
+    checked = subprocess.run([_tool("dciodvfy"), str(sr_file)], capture_output=True, text=True)
+    errors = [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
+    assert not errors, (sr_file, errors)
+    sr = hd.sr.srread(sr_file)
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    segment = group.referenced_segment
+    assert list(segment.referenced_segment_numbers) == [1] and segment.referenced_sop_instance_uid == pydicom.dcmread(seg_file).SOPInstanceUID
+    values = [(m.name.meaning, m.value, [str(site.laterality.meaning) for site in m.finding_sites if site.laterality]) for m in group.get_measurements()]
+    by_hemisphere = lesions["volume_ml_by_hemisphere"]
+    assert values == [
+        ("Volume", lesions["total_volume_ml"], []),
+        ("Quantity", lesions["lesion_count"], []),
+        ("Volume", by_hemisphere["left"], ["Left"]),
+        ("Volume", by_hemisphere["right"], ["Right"]),
+    ], values
 
 
 def test_a_study_that_fails_past_its_inputs_leaves_nothing_and_the_batch_goes_on(siemens_study, tmp_path, monkeypatch):

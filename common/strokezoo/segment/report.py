@@ -71,6 +71,8 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
     ]
     if report.get("dicom_seg"):
         rows.insert(2, ("DICOM SEG", f"`{report['dicom_seg']['file']}`, referencing series {report['dicom_seg']['references_series']}"))
+    if report.get("dicom_sr"):
+        rows.insert(3, ("DICOM SR", f"`{report['dicom_sr']['file']}`, a TID 1500 measurement report referencing the SEG"))
     text = "\n".join(
         [
             f"# Lesion segmentation: {report['study']}",

@@ -30,6 +30,7 @@ from ..io.atomic import atomic_path, write_text_atomic
 from ..io.dicom import DicomSeries, diffusion_weighted, read_series
 from ..io.nifti import save_nifti
 from .dicom_seg import write_dicom_seg
+from .dicom_sr import write_measurement_report
 from .inputs import study_inputs
 from .lesions import lesion_statistics
 from .report import write_overlay, write_report
@@ -174,7 +175,8 @@ def segment_study(
     probability map too) on the grid of the modality it segments, as the study gave it, and with several bundles the
     mean of their probabilities thresholded at 0.5 (``ensemble_mask.nii.gz``); ``overlay.png``, ``report.json`` and
     ``report.md`` about the ensemble's mask, else the one bundle's; for DICOM in, that mask as a DICOM SEG too
-    (``segmentation.dcm``, referencing the series of the modality the mask is on). ``amp``: bf16 autocast on (True) or
+    (``segmentation.dcm``, referencing the series of the modality the mask is on) and the lesion figures as a TID 1500
+    measurement report referencing it (``measurements.dcm``). ``amp``: bf16 autocast on (True) or
     off (False) for every bundle, instead of each bundle's default (``amp`` in its ``inference.json``). A DICOM DWI
     series is read at its highest b-value (at least ``min_b_value``; :func:`strokezoo.io.dicom.diffusion_weighted`),
     which report.json records. Returns the report.
@@ -253,12 +255,14 @@ def segment_study(
         write_overlay(reference3d, mask, mask_img.affine, key, title, out_dir / "overlay.png")
         versions = _versions()
         bundle_versions = {folder.name: json.loads((folder / "configs" / "metadata.json").read_text()).get("version") for folder, *_ in results}
-        seg = None
+        seg = sr = None
         if key in series:
             algorithm = final_from if final_from != "ensemble" else "ensemble of " + " + ".join(ensemble)
-            version = ", ".join(f"{b} {v}" for b, v in bundle_versions.items())
-            write_dicom_seg(final, series[key], out_dir / "segmentation.dcm", algorithm, version[:64], f"strokezoo {versions['strokezoo']}")
+            version, software = ", ".join(f"{b} {v}" for b, v in bundle_versions.items())[:64], f"strokezoo {versions['strokezoo']}"
+            write_dicom_seg(final, series[key], out_dir / "segmentation.dcm", algorithm, version, software)
             seg = {"file": "segmentation.dcm", "references_series": series[key].uid}
+            write_measurement_report(out_dir / "segmentation.dcm", series[key], stats, out_dir / "measurements.dcm", algorithm, version, software)
+            sr = {"file": "measurements.dcm", "template": "TID 1500", "references": "segmentation.dcm"}
         report = {
             "study": name,
             "mask": Path(final).name if final_from == "ensemble" else f"{final_from}_mask.nii.gz",
@@ -281,6 +285,7 @@ def segment_study(
             ],
             "overlay": "overlay.png",
             "dicom_seg": seg,
+            "dicom_sr": sr,
             "software": versions,
             "seconds": round(time.perf_counter() - t0, 2),
         }
