@@ -74,6 +74,21 @@ def _localizer(like: Path, folder: Path, study_uid: str) -> None:
         ds.save_as(folder / f"loc{n}.dcm", enforce_file_format=True)
 
 
+def _enhanced_twin(written: Path, out: Path) -> None:
+    """Each single-frame series of ``written`` (the ADC; the trace series with both b-values) as one enhanced
+    multi-frame image, converted by highdicom (a Legacy Converted Enhanced MR Image: per-frame functional groups, the
+    b-values among the per-frame converted attributes), as a scanner's enhanced export has them."""
+    import highdicom as hd
+
+    out.mkdir(parents=True, exist_ok=True)
+    for n, folder in enumerate(("adc", "trace")):
+        images = [pydicom.dcmread(f) for f in sorted((written / folder).glob("*.dcm"))]
+        enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+            images, series_instance_uid=hd.UID(), series_number=10 + n, sop_instance_uid=hd.UID(), instance_number=1
+        )
+        enhanced.save_as(out / f"{folder}.dcm")
+
+
 @pytest.fixture(scope="module")
 def siemens_study(cohort, tmp_path_factory):
     """(study folder, the b = 1000 volume as stored, untrained CPU-sized weights of the cross-domain bundle)."""
@@ -92,6 +107,7 @@ def siemens_study(cohort, tmp_path_factory):
     study = tmp / "study" / "anonymous01"
     _anonymise_and_rename(written, study)
     weights = untrained_checkpoint(XD, tmp / "weights" / "model.pt", "inference.json")
+    _enhanced_twin(written, tmp / "enhanced" / "enhanced01")
     return study, b1000, weights
 
 
@@ -260,3 +276,44 @@ def test_a_study_that_fails_past_its_inputs_leaves_nothing_and_the_batch_goes_on
     assert "1 of 2 studies refused" in r.stderr and "a_first: a_first: RuntimeError: the SEG writer failed" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "seg" / "a_first").exists()
     assert (tmp_path / "seg" / "b_second" / "report.json").is_file() and (tmp_path / "seg" / "b_second" / "segmentation.dcm").is_file()
+
+
+def test_an_enhanced_multi_frame_study_segments_to_the_mask_of_its_single_frame_twin(siemens_study, tmp_path):
+    """The same series as enhanced multi-frame images (one file each): read onto the single-frame twin's voxels and
+    grid, the DWI at its highest b-value from the per-frame headers, and segmented to the same mask, with a SEG
+    dciodvfy finds no error in and dcmqi reads back onto the mask."""
+    import subprocess
+
+    study, b1000, weights = siemens_study
+    enhanced = study.parent.parent / "enhanced" / "enhanced01"
+    single = {s.protocol: s for s in find_series(study)}
+    multi = {s.protocol: s for s in find_series(enhanced)}  # the converter adds "(enhanced conversion)" to the description
+    assert set(multi) == set(single) - {"localizer"} and all(len({*s.files}) == 1 for s in multi.values())
+    for name in multi:
+        a, b = (diffusion_weighted(s)[0] if name.endswith("TRACEW") else s for s in (single[name], multi[name]))
+        one, two = (nib.load(read_series(s, tmp_path / f"{k}_{name}.nii.gz")) for k, s in (("single", a), ("multi", b)))
+        assert np.array_equal(np.asarray(one.dataobj), np.asarray(two.dataobj)) and np.allclose(one.affine, two.affine, atol=1e-4), name
+    assert diffusion_weighted(multi["ep2d_diff_3scan_trace_p2_TRACEW"])[1] == 1000.0
+    masks = {}
+    for name, folder in (("single", study), ("multi", enhanced)):
+        r = strokezoo_cli("segment", "--bundle", XD, "--weights", weights, "--config", "smoke.json", "--study", folder, "--out", tmp_path / name)
+        assert r.returncode == 0, r.stderr[-3000:]
+        masks[name] = nib.load(tmp_path / name / folder.name / f"{XD}_mask.nii.gz")
+    assert np.array_equal(np.asarray(masks["single"].dataobj), np.asarray(masks["multi"].dataobj))
+    assert np.allclose(masks["single"].affine, masks["multi"].affine, atol=1e-4)
+    seg = tmp_path / "multi" / enhanced.name / "segmentation.dcm"
+    checked = subprocess.run([_tool("dciodvfy"), str(seg)], capture_output=True, text=True)
+    assert not [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
+    lesion = np.zeros(b1000.shape, np.uint8)
+    lesion[4:12, 6:18, 2:4] = 1
+    nib.save(nib.Nifti1Image(lesion, masks["multi"].affine), tmp_path / "lesion.nii.gz")
+    dwi, _ = diffusion_weighted(multi["ep2d_diff_3scan_trace_p2_TRACEW"])
+    write_dicom_seg(tmp_path / "lesion.nii.gz", dwi, tmp_path / "lesion.dcm", "test", "1", "strokezoo")
+    (tmp_path / "back").mkdir()
+    subprocess.run(
+        [_tool("segimage2itkimage"), "--inputDICOM", str(tmp_path / "lesion.dcm"), "--outputDirectory", str(tmp_path / "back"), "--outputType", "nifti"],
+        check=True,
+        capture_output=True,
+    )
+    read = nib.load(tmp_path / "back" / "1.nii.gz")
+    assert np.array_equal(np.asarray(read.dataobj) > 0, lesion > 0) and np.allclose(read.affine, masks["multi"].affine, atol=1e-3)

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 from .nifti import save_nifti
 
-__all__ = ["DicomSeries", "b_value", "diffusion_weighted", "find_series", "is_dicom", "read_series", "slice_files"]
+__all__ = ["DicomSeries", "b_value", "diffusion_weighted", "find_series", "frame_headers", "is_dicom", "read_series", "slice_files", "slice_headers"]
 
 #: slices closer than this along the normal (mm) share a position; spacings may differ from the usual one by as much
 SPACING_TOLERANCE_MM = 0.01
@@ -52,8 +52,10 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 @dataclass
 class DicomSeries:
-    """One series of a folder: its UID, its descriptive names, its instance files (unsorted) and their headers (read
-    without pixel data, in the order of ``files``)."""
+    """One series of a folder: its UID, its descriptive names, its images' files (unsorted) and their headers (read
+    without pixel data, in the order of ``files``). An enhanced (multi-frame) image gives one entry per frame: its
+    file, a header with that frame's functional groups at the top level (:func:`frame_headers`), and the frame's
+    index in ``frames``."""
 
     uid: str
     description: str
@@ -61,6 +63,13 @@ class DicomSeries:
     modality: str
     files: list[Path] = field(default_factory=list)
     headers: list = field(default_factory=list, repr=False)
+    #: for an enhanced (multi-frame) series, the frame of ``files[n]`` that ``headers[n]`` describes; empty otherwise
+    frames: list[int] = field(default_factory=list)
+
+    def subset(self, indices: list[int]) -> DicomSeries:
+        """The images ``indices`` of this series, as a series of their own (same UID and names)."""
+        pick = lambda items: [items[i] for i in indices] if items else []  # noqa: E731
+        return DicomSeries(self.uid, self.description, self.protocol, self.modality, pick(self.files), pick(self.headers), pick(self.frames))
 
     @property
     def label(self) -> str:
@@ -70,8 +79,9 @@ class DicomSeries:
 
 
 def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
-    """Every image series of the DICOM files under ``folder`` (recursively), by SeriesInstanceUID; DICOM SEG, reports
-    and other non-image objects (:data:`NON_IMAGE_MODALITIES`, a DICOMDIR) are left out. Raises :class:`InputError`
+    """Every image series of the DICOM files under ``folder`` (recursively), by SeriesInstanceUID, an enhanced
+    (multi-frame) image as one entry per frame; DICOM SEG, reports and other non-image objects
+    (:data:`NON_IMAGE_MODALITIES`, a DICOMDIR) are left out. Raises :class:`InputError`
     for a DICOM file that cannot be read, or that has no series, rows or columns (cut short)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -90,9 +100,60 @@ def find_series(folder: str | os.PathLike) -> list[DicomSeries]:
             raise InputError(path, f"has no {', '.join(missing)}: not an image, or the file is cut short")
         uid = str(ds.SeriesInstanceUID)
         s = series.setdefault(uid, DicomSeries(uid, str(ds.get("SeriesDescription", "")), str(ds.get("ProtocolName", "")), str(ds.get("Modality", ""))))
-        s.files.append(path)
-        s.headers.append(ds)
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            if s.files and not s.frames:
+                raise InputError(path, f"{s.label}: mixes enhanced (multi-frame) and single-frame images")
+            for n, header in enumerate(frame_headers(ds)):
+                s.files.append(path)
+                s.headers.append(header)
+                s.frames.append(n)
+        else:
+            if s.frames:
+                raise InputError(path, f"{s.label}: mixes enhanced (multi-frame) and single-frame images")
+            s.files.append(path)
+            s.headers.append(ds)
     return list(series.values())
+
+
+#: attributes a single-frame image holds at the top level and an enhanced image in its functional groups (per-frame,
+#: else shared): the sequences that hold each, searched in this order
+FUNCTIONAL_GROUPS = {
+    "ImagePositionPatient": ("PlanePositionSequence",),
+    "ImageOrientationPatient": ("PlaneOrientationSequence",),
+    "PixelSpacing": ("PixelMeasuresSequence",),
+    "SliceThickness": ("PixelMeasuresSequence",),
+    "RescaleSlope": ("PixelValueTransformationSequence",),
+    "RescaleIntercept": ("PixelValueTransformationSequence",),
+    "DiffusionBValue": ("MRDiffusionSequence", "UnassignedPerFrameConvertedAttributesSequence", "UnassignedSharedConvertedAttributesSequence"),
+    "TemporalPositionIndex": ("FrameContentSequence",),
+}
+
+
+def frame_headers(ds) -> list:
+    """One header per frame of the enhanced (multi-frame) image ``ds``: its series' and image's identifying
+    attributes, and each attribute of :data:`FUNCTIONAL_GROUPS` from the frame's own functional groups, else the
+    shared ones, at the top level as a single-frame image has it (TemporalPositionIndex as TemporalPositionIdentifier;
+    InstanceNumber the frame's number)."""
+    from pydicom.dataset import Dataset
+
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
+    headers = []
+    for n, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        header = Dataset()
+        for keyword in ("SeriesInstanceUID", "SeriesDescription", "ProtocolName", "Modality", "Rows", "Columns", "SOPClassUID", "SOPInstanceUID"):
+            if keyword in ds:
+                setattr(header, keyword, ds[keyword].value)
+        for keyword, sequences in FUNCTIONAL_GROUPS.items():
+            found = [group[seq][0] for group in (frame, shared) for seq in sequences if group.get(seq)]
+            for item in found:
+                if keyword in item and item[keyword].value not in (None, ""):
+                    setattr(header, keyword, item[keyword].value)
+                    break
+        if "TemporalPositionIndex" in header:
+            header.TemporalPositionIdentifier = header.TemporalPositionIndex
+        header.InstanceNumber = n + 1
+        headers.append(header)
+    return headers
 
 
 def _number(value) -> float | None:
@@ -144,14 +205,13 @@ def diffusion_weighted(series: DicomSeries, minimum: float = 500.0) -> tuple[Dic
     highest = max(known)
     if highest < minimum:
         raise InputError(series.files[0], f"{series.label}: its highest b-value is {highest:g} s/mm^2, under {minimum:g}: not diffusion-weighted images")
-    keep = [i for i, v in enumerate(values) if v == highest]
-    chosen = DicomSeries(series.uid, series.description, series.protocol, series.modality, [series.files[i] for i in keep], [series.headers[i] for i in keep])
+    chosen = series.subset([i for i, v in enumerate(values) if v == highest])
     _frames(chosen)  # whole volumes at that b-value, or a clear error
     return chosen, highest
 
 
-def _frames(series: DicomSeries) -> list[list[Path]]:
-    """The series' files as frames (one per time point or volume), each a list of slices in increasing position
+def _frames(series: DicomSeries) -> list[list[int]]:
+    """The series' images as volumes (one per time point), each the indices of its slices in increasing position
     along the normal; raises :class:`InputError` where they do not make whole, evenly spaced volumes."""
     headers = series.headers
     first = headers[0]
@@ -194,33 +254,75 @@ def _frames(series: DicomSeries) -> list[list[Path]]:
         return (int(ds.get("TemporalPositionIdentifier", 0) or 0), str(ds.get("AcquisitionTime", "") or ""), int(ds.get("InstanceNumber", 0) or 0))
 
     by_time = [sorted(p, key=when) for p in positions]
-    return [[series.files[p[t]] for p in by_time] for t in range(counts[0])]
+    return [[p[t] for p in by_time] for t in range(counts[0])]
 
 
 def slice_files(series: DicomSeries) -> list[Path]:
-    """The files of the series' first frame in the order of :func:`read_series`'s third axis (slice ``k`` of the
-    NIfTI file is the ``k``-th file)."""
-    return _frames(series)[0]
+    """The files of the series' first volume in the order of :func:`read_series`'s third axis (slice ``k`` of the
+    NIfTI file is the ``k``-th file); for an enhanced series, its one file, as often as it has slices."""
+    return [series.files[i] for i in _frames(series)[0]]
+
+
+def slice_headers(series: DicomSeries) -> list:
+    """The headers of the series' first volume, in the order of :func:`read_series`'s third axis."""
+    return [series.headers[i] for i in _frames(series)[0]]
+
+
+def _read_frames(series: DicomSeries, volumes: list[list[int]]) -> tuple[list[np.ndarray], np.ndarray]:
+    """An enhanced series' volumes ``(columns, rows, slices)`` (each frame's rescale applied) and their LPS affine,
+    the geometry ITK gives a single-frame series: origin at the first slice, axes along the rows, the columns and
+    the slice normal, spaced by PixelSpacing and the slices' gap."""
+    import pydicom
+
+    pixels = {}
+    for path in dict.fromkeys(series.files):
+        try:
+            pixels[path] = pydicom.dcmread(path).pixel_array
+        except Exception as e:  # noqa: BLE001 - pydicom raises several kinds for undecodable pixel data
+            raise InputError(path, f"{series.label}: its pixel data cannot be decoded: {type(e).__name__}: {e}") from None
+
+    def frame(i: int) -> np.ndarray:
+        h, stack = series.headers[i], pixels[series.files[i]]
+        data = (stack if stack.ndim == 3 else stack[None])[series.frames[i]].astype(np.float32)
+        return (data * float(h.get("RescaleSlope", 1) or 1) + float(h.get("RescaleIntercept", 0) or 0)).T
+
+    arrays = [np.stack([frame(i) for i in slices], axis=-1) for slices in volumes]
+    first = series.headers[volumes[0][0]]
+    orientation = np.asarray(first.ImageOrientationPatient, float)
+    row, column = orientation[:3], orientation[3:]
+    normal = np.cross(row, column)
+    depths = [float(np.dot(np.asarray(series.headers[i].ImagePositionPatient, float), normal)) for i in volumes[0]]
+    gap = float(np.median(np.diff(depths))) if len(depths) > 1 else float(first.get("SliceThickness", 1) or 1)
+    spacing_rows, spacing_columns = (float(v) for v in first.PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing_columns, column * spacing_rows, normal * gap
+    lps[:3, 3] = np.asarray(first.ImagePositionPatient, float)
+    return arrays, lps
 
 
 def read_series(series: DicomSeries, path: str | os.PathLike) -> Path:
-    """Read ``series`` with ITK (GDCM; rescale slope and intercept applied) and write it to the NIfTI file ``path``
+    """Read ``series`` with ITK (GDCM; rescale slope and intercept applied; an enhanced series' frames with pydicom,
+    on the geometry ITK gives a single-frame one) and write it to the NIfTI file ``path``
     (float32; 4D ``(x, y, z, t)`` for several frames) on the series' grid. Raises :class:`InputError` naming the
     series when it does not make a whole, evenly spaced volume or ITK cannot read it."""
-    import itk
-
     frames = _frames(series)
-    volumes = []
-    for files in frames:
-        try:
-            image = itk.imread([str(f) for f in files], itk.F, imageio=itk.GDCMImageIO.New())
-        except Exception as e:  # noqa: BLE001 - ITK raises RuntimeError and others for any unreadable file
-            raise InputError(files[0], f"{series.label}: ITK cannot read it: {str(e).strip().splitlines()[-1][:300]}") from None
-        volumes.append(itk.array_from_image(image).transpose(2, 1, 0))
-    direction = np.asarray(image.GetDirection(), float)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)[None, :]
-    lps[:3, 3] = np.asarray(image.GetOrigin(), float)
+    if series.frames:
+        volumes, lps = _read_frames(series, frames)
+    else:
+        import itk
+
+        volumes = []
+        for indices in frames:
+            files = [series.files[i] for i in indices]
+            try:
+                image = itk.imread([str(f) for f in files], itk.F, imageio=itk.GDCMImageIO.New())
+            except Exception as e:  # noqa: BLE001 - ITK raises RuntimeError and others for any unreadable file
+                raise InputError(files[0], f"{series.label}: ITK cannot read it: {str(e).strip().splitlines()[-1][:300]}") from None
+            volumes.append(itk.array_from_image(image).transpose(2, 1, 0))
+        direction = np.asarray(image.GetDirection(), float)
+        lps = np.eye(4)
+        lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)[None, :]
+        lps[:3, 3] = np.asarray(image.GetOrigin(), float)
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
     data = volumes[0] if len(volumes) == 1 else np.stack(volumes, axis=-1)
     return save_nifti(np.asarray(data, np.float32), affine, path, dtype=np.float32)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from ..io.atomic import atomic_path
-from ..io.dicom import DicomSeries, slice_files
-from .dicom_seg import TYPE2_COPIED
+from ..io.dicom import DicomSeries
+from .dicom_seg import source_images
 
 __all__ = ["write_measurement_report"]
 
@@ -31,11 +31,7 @@ def write_measurement_report(
     from pydicom.sr.coding import Code
 
     seg = pydicom.dcmread(seg_path)
-    sources = [pydicom.dcmread(f) for f in slice_files(series)]
-    for ds in sources:
-        for keyword in TYPE2_COPIED:
-            if keyword not in ds:
-                setattr(ds, keyword, "")
+    sources = source_images(series)
     volume, millilitre = Code("118565006", "SCT", "Volume"), Code("ml", "UCUM", "milliliter")
     brain = Code("12738006", "SCT", "Brain")
     measurements = [
