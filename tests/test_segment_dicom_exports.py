@@ -317,3 +317,57 @@ def test_an_enhanced_multi_frame_study_segments_to_the_mask_of_its_single_frame_
     )
     read = nib.load(tmp_path / "back" / "1.nii.gz")
     assert np.array_equal(np.asarray(read.dataobj) > 0, lesion > 0) and np.allclose(read.affine, masks["multi"].affine, atol=1e-3)
+
+
+#: series names as GE, Philips and Siemens scanners write them, and the modality each stands for
+VENDOR_NAMES = [
+    ("Ax DWI ASSET", "dwi"),  # GE
+    ("ADC (10^-6 mm²/s):Sep 10 2021 10:12:33", "adc"),  # GE
+    ("Apparent Diffusion Coefficient (mm2/s)", "adc"),  # GE
+    ("DWI_SENSE", "dwi"),  # Philips
+    ("dADC_DWI_SENSE", "adc"),  # Philips: "d" for a derived map
+    ("DWI_SENSE_ADC", "adc"),  # Philips
+    ("ep2d_diff_3scan_trace_p2_TRACEW", "dwi"),  # Siemens
+    ("ep2d_diff_3scan_trace_p2_ADC", "adc"),  # Siemens
+    ("localizer", None),
+]
+
+
+@pytest.mark.parametrize("name,key", VENDOR_NAMES)
+def test_vendors_series_names_match_their_modality(name, key):
+    from strokezoo.io.dicom import DicomSeries
+    from strokezoo.segment.inputs import series_modality
+
+    assert series_modality(DicomSeries("1.2.3", name, "", "MR"), ["adc", "dwi"]) == key
+
+
+def test_compressed_series_read_as_their_uncompressed_twin(tmp_path):
+    """pydicom's real scanner image in JPEG 2000 lossless, JPEG-LS lossless and RLE, as PACS exports send them, made
+    into a 4-slice series each (pixel data untouched): ITK reads each to the voxels and grid of the uncompressed one."""
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    def as_series(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        series = generate_uid()
+        for k in range(4):
+            ds = pydicom.dcmread(get_testdata_file(name))
+            position = np.asarray(ds.ImagePositionPatient, float)
+            normal = np.cross(*np.asarray(ds.ImageOrientationPatient, float).reshape(2, 3))
+            ds.ImagePositionPatient = [f"{v:.4f}" for v in position + k * 5.0 * normal]
+            ds.SeriesInstanceUID, ds.SeriesDescription, ds.InstanceNumber = series, "t2_tse_tra", k + 1
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.save_as(folder / secrets.token_hex(6))
+        return folder
+
+    def read(folder: Path) -> nib.Nifti1Image:
+        (series,) = find_series(folder)
+        return nib.load(read_series(series, tmp_path / f"{folder.name}.nii.gz"))
+
+    reference = read(as_series("MR_small.dcm"))
+    for name in ("MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm"):
+        syntax = pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID
+        assert syntax.is_compressed, name
+        image = read(as_series(name))
+        assert np.array_equal(np.asarray(image.dataobj), np.asarray(reference.dataobj)) and np.allclose(image.affine, reference.affine), name

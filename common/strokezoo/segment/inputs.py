@@ -21,6 +21,11 @@ __all__ = ["series_modality", "study_inputs"]
 GENERIC_KEYS = frozenset({"ct", "t1", "t2"})
 #: words of scanners' series names that stand for a modality key when no key's own token is in the name
 SERIES_SYNONYMS = {"trace": "dwi", "tracew": "dwi", "diffusion": "dwi", "diff": "dwi", "perfusion": "ctp", "4dpwi": "ctp"}
+#: vendors' names of a modality, as good as its own token (GE: "Apparent Diffusion Coefficient (mm2/s)"; Philips
+#: prefixes a derived map with "d": "dADC")
+SERIES_NAMES = {"apparent_diffusion": "adc", "diffusion_coefficient": "adc", "dadc": "adc"}
+#: a map named beside the images it is computed from: the name is the map's (Philips: "DWI_SENSE_ADC")
+DERIVED_FROM = {"adc": "dwi"}
 
 
 def series_modality(series: DicomSeries, keys: Sequence[str]) -> str | None:
@@ -28,18 +33,20 @@ def series_modality(series: DicomSeries, keys: Sequence[str]) -> str | None:
 
     A name is split into lower-case words; pairs of words are tried first, as the ISLES file tokens (``CT_Tmax``:
     tmax, ``CT_4DPWI``: ctp), then single words (``ep2d_diff_ADC``: adc; ``FLAIR``; ``T2``), then common scanner words
-    (``TRACEW``, ``diffusion``: dwi; ``perfusion``: ctp). A name that points at several keys names none, except that a
-    broad one (:data:`GENERIC_KEYS`) gives way to a more specific one (``CT CBF``: cbf; ``t2_tirm_tra_dark-fluid
-    FLAIR``: flair)."""
+    (``TRACEW``, ``diffusion``: dwi; ``perfusion``: ctp; GE's ``Apparent Diffusion Coefficient``, Philips' ``dADC``:
+    adc). A name that points at several keys names none, except that a broad one (:data:`GENERIC_KEYS`) gives way to
+    a more specific one (``CT CBF``: cbf; ``t2_tirm_tra_dark-fluid FLAIR``: flair), and the images a map is computed
+    from give way to the map (:data:`DERIVED_FROM`; ``DWI_SENSE_ADC``: adc)."""
     for text in (series.description, series.protocol):
         words = re.findall(r"[a-z0-9]+", text.lower())
         hits: set[str] = set()
         for tries in ([f"{a}_{b}" for a, b in zip(words, words[1:])], words):
-            hits = {k for w in tries for k in (modality_of_token(w), w) if k in keys}
+            hits = {k for w in tries for k in (modality_of_token(w), w, SERIES_NAMES.get(w)) if k in keys}
             if hits:
                 break
         if len(hits) > 1:
             hits -= GENERIC_KEYS
+        hits -= {DERIVED_FROM[k] for k in hits if k in DERIVED_FROM and len(hits) > 1}
         if not hits:
             hits = {SERIES_SYNONYMS[w] for w in words if SERIES_SYNONYMS.get(w) in keys}
         if len(hits) == 1:
