@@ -272,3 +272,31 @@ def test_the_quick_start_segments_a_demo_study_as_written(cohort12, tmp_path, mo
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads((tmp_path / words[words.index("--out") + 1] / study.name / "report.json").read_text())
     assert report["bundles"][0]["name"] == XD and sorted(report["inputs"]) == ["adc", "dwi"]
+
+
+def test_inputs_that_cannot_be_the_modality_are_refused_or_warned_of(xd_study, tmp_path):
+    """A rater's binary mask given as --adc is refused by name and nothing is written; an ADC stored in mm^2/s (a
+    scaling explains it) segments, with a warning in report.json; the rules on arrays: a constant image, a mask, an
+    ADC in no unit, a CT stored without its rescale intercept."""
+    from strokezoo.data.plausibility import check_values
+
+    _, _, entry, weights = xd_study
+    args = ["segment", "--bundle", XD, "--weights", weights, "--config", "smoke.json", "--dwi", entry["dwi"]]
+    r = strokezoo_cli(*args, "--adc", entry["label"], "--out", tmp_path / "mask")
+    assert r.returncode == 2 and entry["label"] in r.stderr and "a mask, not adc" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "mask").exists() or not any((tmp_path / "mask").rglob("*.json"))
+    adc = nib.load(entry["adc"])
+    scaled = tmp_path / "adc_mm2s.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(adc.dataobj, np.float32) * 1e-6, adc.affine), scaled)
+    r = strokezoo_cli(*args, "--adc", scaled, "--out", tmp_path / "scaled")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (report,) = (tmp_path / "scaled").rglob("report.json")
+    (warning,) = json.loads(report.read_text())["warnings"]
+    assert "reads as mm^2/s" in warning
+    rng = np.random.default_rng(0)
+    assert check_values("dwi", np.full((4, 4, 4), 7.0))[0] == "every voxel is 7: an empty image, not dwi"
+    assert "a mask, not flair" in check_values("flair", rng.integers(0, 2, (8, 8, 8)))[0]
+    assert "is not an ADC's" in check_values("adc", rng.uniform(1e5, 2e5, (8, 8, 8)))[0]
+    assert check_values("adc", rng.uniform(300, 3000, (8, 8, 8))) == (None, None)
+    hu = rng.uniform(-1000, 1500, (8, 8, 8))
+    assert check_values("ct", hu) == (None, None) and "rescale intercept" in check_values("ct", hu + 1024)[1]

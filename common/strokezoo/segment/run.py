@@ -24,6 +24,7 @@ import numpy as np
 
 from ..bundle_info import bundle_folder, inference_keys
 from ..data.checks import check_entry
+from ..data.plausibility import check_values
 from ..errors import InputError, InputsRefused
 from ..export import sha256
 from ..io.atomic import atomic_path, write_text_atomic
@@ -225,6 +226,12 @@ def segment_study(
                 for k, s in series.items():  # a converted series is named as the user knows it
                     why = why.replace(inputs[k], s.label)
                 raise InputError(name, f"refused for {folder.name}: {why}")
+        warnings = []
+        for k, path in inputs.items():  # each input's values can be its modality's
+            refusal, warning = check_values(k, np.asarray(nib.load(path).dataobj))
+            if refusal:
+                raise InputError(series[k].label if k in series else path, f"given as {k}: {refusal}")
+            warnings += [warning] if warning else []
         results = []
         for folder, w in zip(folders, weights):
             mask, prob, key = _run_bundle(folder, Path(w), {"case_id": name, **inputs}, configs, work / folder.name, amp)
@@ -286,6 +293,7 @@ def segment_study(
             "overlay": "overlay.png",
             "dicom_seg": seg,
             "dicom_sr": sr,
+            "warnings": warnings,
             "software": versions,
             "seconds": round(time.perf_counter() - t0, 2),
         }
