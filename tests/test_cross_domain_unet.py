@@ -95,3 +95,22 @@ def test_each_decoder_gates_the_skips_of_its_own_encoder_and_sees_both_modalitie
     x = torch.randn(1, 2, 32, 32, requires_grad=True)
     net(x)[:, 0].sum().backward()
     assert x.grad[:, 1].abs().sum() > 0
+
+
+def test_running_some_decoders_gives_their_channels_of_the_full_output():
+    """``outputs`` runs only the decoders named (the weights are the same): each channel equals the full network's
+    channel of that modality; an index outside the modalities is refused."""
+    import pytest
+    import torch
+
+    from strokezoo.networks import CrossDomainUNet
+
+    torch.manual_seed(0)
+    full = CrossDomainUNet(features=(4, 8, 16)).eval()
+    dwi_only = CrossDomainUNet(features=(4, 8, 16), outputs=[1]).eval()
+    dwi_only.load_state_dict(full.state_dict())
+    x = torch.randn(2, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(dwi_only(x), full(x)[:, 1:2])
+    with pytest.raises(ValueError, match="outputs must name"):
+        CrossDomainUNet(features=(4, 8, 16), outputs=[2])

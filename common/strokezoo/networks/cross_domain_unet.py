@@ -47,6 +47,9 @@ class CrossDomainUNet(nn.Module):
         norm: normalisation of every conv unit (MONAI ``Norm`` name or tuple).
         act: activation of every conv unit (MONAI ``Act`` name or tuple).
         dropout: dropout of every conv unit (none in the paper).
+        outputs: the modalities whose decoders run, in output channel order (default: every one). Every decoder
+            is built, so the weights are the same; a run that needs one modality's lesion (``strokezoo segment``:
+            the DWI's) skips the other decoders' cost, and each decoder's output is the one it gives in a full run.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class CrossDomainUNet(nn.Module):
         norm: str | tuple = "batch",
         act: str | tuple = "relu",
         dropout: float | tuple | None = None,
+        outputs: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if len(features) < 2:
@@ -83,6 +87,9 @@ class CrossDomainUNet(nn.Module):
         self.decoders = nn.ModuleList(CrossAttentionDecoder(spatial_dims, fused, skips, decoder_attention, **opts) for _ in range(in_channels))
         self.heads = nn.ModuleList(Conv[Conv.CONV, spatial_dims](self.features[0], 1, kernel_size=1) for _ in range(in_channels))
         self.divisor = 2 ** (len(self.features) - 1)
+        self.outputs = tuple(range(in_channels)) if outputs is None else tuple(int(m) for m in outputs)
+        if not self.outputs or any(not 0 <= m < in_channels for m in self.outputs):
+            raise ValueError(f"outputs must name some of the {in_channels} modalities (0...{in_channels - 1}), got {outputs}")
 
     def encode(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """Every level of every modality's encoder, ``[modality][level]``; with encoder attention the
@@ -105,5 +112,5 @@ class CrossDomainUNet(nn.Module):
             raise ValueError(f"input size {size} must be divisible by {self.divisor} ({len(self.features)} levels)")
         levels = self.encode(x)
         embedding = torch.cat([lv[-1] for lv in levels], dim=1)
-        outs = [head(dec(embedding, lv[:-1])[-1]) for dec, head, lv in zip(self.decoders, self.heads, levels)]
+        outs = [self.heads[m](self.decoders[m](embedding, levels[m][:-1])[-1]) for m in self.outputs]
         return torch.cat(outs, dim=1)

@@ -136,6 +136,8 @@ def _run_bundle(folder: Path, weights: Path, entry: dict, configs: Sequence[str]
         announcer.setLevel(level)
     if "save_probabilities" in wf.parser:
         wf.parser["save_probabilities"] = True
+    if "output_modalities" in wf.parser and "annotation_modality" in wf.parser:  # the mask segment reports, alone
+        wf.parser["output_modalities"] = [wf.parser["annotation_modality"]]
     wf.initialize()
     try:
         wf.parser.get_parsed_content("network_def").load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
