@@ -158,3 +158,44 @@ def test_central_pixels_target_is_the_share_of_infarct():
     label[0, 0, 0] = 1  # not central
     torch.testing.assert_close(central_pixels_target(label), torch.tensor([0.25, 0.75]))
     torch.testing.assert_close(central_pixels_target(torch.zeros(1, 8, 8)), torch.tensor([1.0, 0.0]))
+
+
+def test_tfa_inputs_are_computed_once_per_key_and_again_when_a_setting_or_the_weights_change(tmp_path, monkeypatch):
+    """With a cache folder, part B's [TFA, CT, MI] volume of a series is computed once: a second transform with the
+    same weights and settings (a second run, another rank) reads it back, equal; a changed step, new part-A weights
+    or other voxels compute it anew."""
+    from strokezoo.transforms import TFAInputsd
+    from strokezoo.transforms import tfa_inputs as module
+
+    calls = []
+    real = module.tfa_map
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "tfa_map", counted)
+    settings = dict(in_channels=2, frames=4, patch_size=4, hidden_size=16, num_layers=1, num_heads=2, mlp_dim=8, projected_length=4)
+    torch.manual_seed(0)
+    weights = tmp_path / "transformer.pt"
+    torch.save(TFATransformer(**settings).state_dict(), weights)
+    series = {"image": torch.rand(8, 12, 12, 3), "case_id": "case1"}
+
+    def run(step=2, checkpoint=weights, data=series):
+        transform = TFAInputsd("image", TFATransformer(**settings), checkpoint, step=step, cache_dir=tmp_path / "cache")
+        return transform(dict(data))["image"]
+
+    first = run()
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("case1-*.pt"))) == 1
+    again = run()
+    assert len(calls) == 1 and torch.equal(again, first)  # read back, not recomputed
+    run(step=4)
+    assert len(calls) == 2  # another step
+    torch.manual_seed(1)
+    torch.save(TFATransformer(**settings).state_dict(), tmp_path / "retrained.pt")
+    run(checkpoint=tmp_path / "retrained.pt")
+    assert len(calls) == 3  # new part-A weights
+    run(data={"image": series["image"] + 0.5, "case_id": "case1"})
+    assert len(calls) == 4 and len(list((tmp_path / "cache").glob("case1-*.pt"))) == 4
+    uncached = TFAInputsd("image", TFATransformer(**settings), weights, step=2)(dict(series))["image"]
+    assert torch.allclose(uncached, first)
