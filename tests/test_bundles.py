@@ -85,22 +85,38 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-#: bundles whose multi-GPU run is another's: the same multi_gpu_train.json, network class, training dataset and
-#: trainer, so the same code path under DDP (test_the_same_multi_gpu_path_as holds them to it)
-SAME_MULTI_GPU_PATH = {"stroke_mri_crossattention_unet2d": "stroke_ct_boundary_attention_unet2d"}
+#: bundles whose multi-GPU run is another's: the same multi_gpu_train.json, training dataset, trainer and handlers,
+#: so the same code path under DDP (test_the_same_multi_gpu_path_as holds them to it)
+SAME_MULTI_GPU_PATH = {
+    "stroke_mri_crossattention_unet2d": "stroke_ct_boundary_attention_unet2d",
+    "stroke_dwi_crossdomain_unet2d": "stroke_ct_boundary_attention_unet2d",
+}
 
 
 @pytest.mark.parametrize("bundle,like", sorted(SAME_MULTI_GPU_PATH.items()))
 def test_the_same_multi_gpu_path_as(bundle, like):
-    """A bundle left out of the two-process run below has the multi-GPU config, network class, training dataset and
-    trainer of one that runs it."""
+    """A bundle left out of the two-process run below has the multi-GPU config, training dataset, trainer and
+    handlers of one that runs it; and what DDP asks of its own network (wrapped without find_unused_parameters):
+    one training step gives every parameter a gradient."""
 
     def path(b: str) -> tuple:
         raw = json.loads((configs(b) / "train.json").read_text())
         multi = {k: v for k, v in json.loads((configs(b) / "multi_gpu_train.json").read_text()).items() if k != "_desc_"}
-        return multi, raw["network_def"]["_target_"], raw["train"]["dataset"]["_target_"], raw["train"]["trainer"], raw["train"]["handlers"]
+        return multi, raw["train"]["dataset"]["_target_"], raw["train"]["trainer"], raw["train"]["handlers"]
 
     assert path(bundle) == path(like)
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle, "train.json"))
+    for k, v in cpu_overrides(bundle).items():
+        parser[k] = v
+    network, loss = parser.get_parsed_content("network_def"), parser.get_parsed_content("loss")
+    size = parser.get_parsed_content("image_size")
+    x = torch.rand(2, len(parser.get_parsed_content("modalities")), size, size)
+    out = network(x)
+    target = torch.randint(0, 2, (2, out[0].shape[1] if isinstance(out, (list, tuple)) else out.shape[1], size, size)).float()
+    loss(out, target).backward()
+    unused = [name for name, p in network.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, unused
 
 
 @pytest.mark.parametrize("bundle", [b for b in BUNDLES if b not in SAME_MULTI_GPU_PATH])
