@@ -119,13 +119,41 @@ def test_the_same_multi_gpu_path_as(bundle, like):
     assert not unused, unused
 
 
+#: bundles whose two-process run is two machines of one process each: torchrun on each node, meeting at a c10d
+#: rendezvous on 127.0.0.1 (the multi-node command of docs/bundles.md, with localhost for the first node's address)
+TWO_NODES = {"stroke_ct_boundary_attention_unet2d"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_node_flags(node: int, endpoint: str) -> list[str]:
+    """torchrun's flags for node ``node`` of two, one process each, meeting at ``endpoint``."""
+    return ["--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=strokezoo-test"]
+
+
+def run_nodes(cmds: list[list[str]], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """Run the torchrun commands of every node at once; one CompletedProcess: the first failure's status, and every
+    node's output."""
+    nodes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env) for c in cmds]
+    outputs = [n.communicate(timeout=600) for n in nodes]
+    status = next((n.returncode for n in nodes if n.returncode), 0)
+    return subprocess.CompletedProcess(cmds[0], status, "".join(o for o, _ in outputs), "".join(e for _, e in outputs))
+
+
 @pytest.mark.parametrize("bundle", [b for b in BUNDLES if b not in SAME_MULTI_GPU_PATH])
 def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, bundle_cache):
     """``multi_gpu_train.json`` with torchrun and ``--tracking mlflow``: DDP over two CPU processes (gloo), one
     epoch of each training stage, on two of the 12-case cohort's four folds (3 patients each), three for the bundles
     that validate on a share of the training patients: both ranks still get training and validation cases.
     ``rank_probe`` records what each rank drew and saved: the ranks train on disjoint shards that together cover the
-    training set, and only rank 0 writes checkpoints, TensorBoard events and MLflow runs."""
+    training set, and only rank 0 writes checkpoints, TensorBoard events and MLflow runs. The bundles of
+    :data:`TWO_NODES` run as two nodes of one process each (c10d rendezvous on 127.0.0.1), the multi-node command."""
     data, full = cohort12(bundle)
     listed = json.loads(full.read_text())
     datalist = tmp_path / "datalist.json"
@@ -147,6 +175,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
         experiment = client.get_experiment_by_name(bundle) if store.exists() else None
         return client.search_runs([experiment.experiment_id]) if experiment else []
 
+    rendezvous = f"127.0.0.1:{_free_port()}"
     cpu = cpu_overrides(bundle)
     if cpu["batch_size"] % 2:  # the pseudo-DWI's batch of 5 cannot be shared by two ranks (per_rank_batch refuses it)
         cpu = {**cpu, "batch_size": cpu["batch_size"] - 1}
@@ -155,18 +184,14 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
         probe_dir = tmp_path / "probe" / Path(stage).stem
         probe = tmp_path / f"probe_{Path(stage).stem}.json"
         probe.write_text(json.dumps({"run": ["$import rank_probe", f"$rank_probe.attach(@train#trainer, {str(probe_dir)!r})", "$@train#trainer.run()"]}))
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nnodes=1",
-            "--nproc_per_node=2",
-            *bundle_run("training", {**keys, "config_file": [*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)], **folds, **cpu}),
-        ]
+        training = bundle_run("training", {**keys, "config_file": [*config_files(bundle, stage, "multi_gpu_train.json"), str(probe)], **folds, **cpu})
+        if bundle in TWO_NODES:
+            cmds = [[sys.executable, "-m", "torch.distributed.run", *two_node_flags(node, rendezvous), *training] for node in (0, 1)]
+        else:
+            cmds = [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2", *training]]
         before = {run.info.run_id for run in mlflow_runs()}
         events_before = set((root / "eval").rglob("events.out.tfevents.*"))
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+        r = run_nodes(cmds, tmp_path, env)
         if r.returncode != 0 and "terminate called without an active exception" in r.stderr:
             # Seen in CI runs, now and then: a gloo worker aborting at teardown while the other test worker starved
             # the two cores. One retry, after removing what the aborted attempt left (its probe records, its MLflow
@@ -178,7 +203,7 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
                     client.delete_run(run.info.run_id)
             for event_file in set((root / "eval").rglob("events.out.tfevents.*")) - events_before:
                 event_file.unlink()
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+            r = run_nodes(cmds, tmp_path, env)
         assert r.returncode == 0, (stage, [line for line in r.stderr.splitlines() if "Error" in line][-5:], r.stderr[-2000:])
 
         ranks = [read_jsonl(probe_dir / f"rank{k}.jsonl") for k in range(2)]
