@@ -52,15 +52,16 @@ from strokezoo.bundle_info import BUNDLES, config_files, cpu_overrides
 MARK = "BUNDLE_PERF "
 
 
-def cohort(layout: str, root: Path, cases: int) -> tuple[Path, Path]:
-    """The synthetic cohort of ``layout`` (written once) and its 4-fold datalist."""
+def cohort(layout: str, root: Path, cases: int, scale: float = 1.0) -> tuple[Path, Path]:
+    """The synthetic cohort of ``layout`` (written once) and its 4-fold datalist, at the release's grid (``scale``
+    1) or a fraction of it."""
     from strokezoo.data.datalist import build_datalist
     from strokezoo.synth import synthesize_cohort
 
-    data = root / f"{layout}-{cases}"
-    datalist = root / f"{layout}-{cases}.json"
+    name = f"{layout}-{cases}" + ("" if scale == 1.0 else f"-scale{scale:g}")
+    data, datalist = root / name, root / f"{name}.json"
     if not datalist.is_file():
-        synthesize_cohort(layout, data, cases=cases, seed=0, scale=1.0, test_fraction=0.0)
+        synthesize_cohort(layout, data, cases=cases, seed=0, scale=scale, test_fraction=0.0)
         build_datalist(data, datalist, layout=layout, folds=4)
     return data, datalist
 
