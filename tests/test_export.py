@@ -190,3 +190,26 @@ def test_weights_download_by_hash_and_bundle_download_and_load(server, tmp_path)
     r = bare_python("-c", script, cwd=downloads / BUNDLE)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[-2:] == ["True", "True"]
+
+
+def test_an_exported_train_json_reads_its_own_inference_json_without_strokezoo(tmp_path):
+    """An exported bundle's train.json takes the model's settings from its own inference.json through the vendored
+    library, where strokezoo is not installed: from the bundle's folder, and from another one with the bundle on the
+    path (as MONAI Label runs it) and ``bundle_root`` an output folder. An edit to the zip's inference.json is what
+    train.json reads."""
+    with zipfile.ZipFile(export_bundle(BUNDLE, tmp_path / "dist")) as z:
+        z.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked" / BUNDLE
+    edited = json.loads((folder / "configs" / "inference.json").read_text())
+    edited["image_size"] = 96
+    (folder / "configs" / "inference.json").write_text(json.dumps(edited, indent=4) + "\n")
+    probe = (
+        "import sys; from monai.bundle import ConfigParser; p = ConfigParser(); p.read_config(sys.argv[1]); "
+        "p['bundle_root'] = sys.argv[2]; print('IMAGE_SIZE', p.get_parsed_content('image_size'), p.get_parsed_content('features'))"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    for cwd, root in ((folder, "."), (tmp_path / "elsewhere", str(tmp_path / "outputs"))):
+        env = {**BARE, "PYTHONPATH": os.pathsep.join([BARE["PYTHONPATH"], str(folder)])}
+        r = subprocess.run([sys.executable, "-S", "-c", probe, str(folder / "configs" / "train.json"), root], cwd=cwd, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"IMAGE_SIZE 96 {edited['features']}" in r.stdout, r.stdout[-500:]

@@ -24,7 +24,6 @@ from typing import NamedTuple
 __all__ = [
     "BundleInfo",
     "BUNDLES",
-    "SiblingConfig",
     "bundle_folder",
     "bundles_dir",
     "config_files",
@@ -80,45 +79,6 @@ def inference_keys(bundle: str | os.PathLike) -> list[str]:
     parser = ConfigParser()
     parser.read_config(str(bundle_folder(bundle) / "configs" / "inference.json"))
     return list(parser.get_parsed_content("load_keys", instantiate=False))
-
-
-class SiblingConfig:
-    """The settings another config of the same bundle states, so that each setting is written once.
-
-    A bundle's ``train.json`` reads the model's settings (its inputs, widths, normalisation, threshold) from its
-    ``inference.json``, which states them for both: ``"features": "$@model['features']"`` with ``model`` this
-    component. A key set in ``train.json`` itself (an override file, ``--features ...``) replaces the reference as
-    any other key does.
-
-    The file is ``<bundle_root>/configs/<name>``; where ``bundle_root`` is not a bundle folder (a run that writes
-    its outputs elsewhere), the repository's bundle ``bundle`` (``experiment_name``). Neither: ``FileNotFoundError``
-    naming both.
-    """
-
-    def __init__(self, bundle_root: str | os.PathLike, bundle: str, name: str = "inference.json") -> None:
-        from monai.bundle import ConfigParser
-
-        folder = Path(bundle_root)
-        if not (folder / "configs" / name).is_file():
-            candidate = _REPO_BUNDLES / bundle
-            if not (candidate / "configs" / name).is_file():
-                raise FileNotFoundError(
-                    f"{folder / 'configs' / name}: not found, nor in a bundle {bundle!r} of this strokezoo's repository; "
-                    f"pass --bundle_root <the bundle's folder> (its configs/{name} states the model's settings)"
-                )
-            folder = candidate
-        self.path = folder / "configs" / name
-        self._parser = ConfigParser()
-        self._parser.read_config(str(self.path))
-        self._parser["bundle_root"] = str(folder)
-
-    def __getitem__(self, key: str):
-        if key not in self._parser:
-            raise KeyError(f"{self.path}: no key {key!r}")
-        return self._parser.get_parsed_content(key)
-
-    def __repr__(self) -> str:
-        return f"SiblingConfig({str(self.path)!r})"
 
 
 def _read(path: Path) -> dict:
