@@ -26,7 +26,7 @@ from pathlib import Path
 __all__ = ["export_bundle", "large_files_entry", "sha256", "NOT_VENDORED"]
 
 #: parts of the library that no bundle imports at run time (the cohort generator and the tools around the bundles)
-NOT_VENDORED = frozenset({"synth", "demo.py", "compare", "segment", "cli.py", "export.py", "visualize.py", "baselines.py", "bundle_info.py"})
+NOT_VENDORED = frozenset({"synth", "demo.py", "compare", "segment", "cli.py", "export.py", "visualize.py", "baselines.py", "bundle_info.py", "bundle_run.py"})
 
 #: Bundle content never exported: run-time outputs of training and inference.
 _SKIP = {"models", "eval", "cache", "datalist.json", "__pycache__", "large_files.yml"}
