@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -205,6 +206,10 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
                 event_file.unlink()
             r = run_nodes(cmds, tmp_path, env)
         assert r.returncode == 0, (stage, [line for line in r.stderr.splitlines() if "Error" in line][-5:], r.stderr[-2000:])
+        computed = re.findall(r"(\S+): TFA map computed", r.stdout + r.stderr)  # part B's maps: each case once, on one rank
+        assert len(computed) == len(set(computed)), (stage, computed)
+        if stage == "train.json" and bundle == "stroke_ctp_transformer_unet2d":
+            assert computed, stage
 
         ranks = [read_jsonl(probe_dir / f"rank{k}.jsonl") for k in range(2)]
         drawn = [next(e for e in log if "indices" in e) for log in ranks]

@@ -1,6 +1,6 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
-from .distributed import close_distributed, distributed, init_distributed, per_rank_batch, rank_device
+from .distributed import close_distributed, distributed, init_distributed, per_rank_batch, prepare_in_shards, rank_device
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
@@ -27,6 +27,7 @@ __all__ = [
     "distributed",
     "init_distributed",
     "per_rank_batch",
+    "prepare_in_shards",
     "rank_device",
     "save_atomically",
 ]

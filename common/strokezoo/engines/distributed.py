@@ -10,7 +10,7 @@ import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 
-__all__ = ["close_distributed", "distributed", "init_distributed", "per_rank_batch", "rank_device"]
+__all__ = ["close_distributed", "distributed", "init_distributed", "per_rank_batch", "prepare_in_shards", "rank_device"]
 
 
 def per_rank_batch(batch_size: int, processes: int | None = None) -> int:
@@ -60,3 +60,18 @@ def distributed(module: torch.nn.Module, find_unused_parameters: bool = False) -
     return torch.nn.parallel.DistributedDataParallel(
         module, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=find_unused_parameters
     )
+
+
+def prepare_in_shards(data, transform) -> int:
+    """Under DDP, run ``transform`` on this rank's share of ``data`` (every world-size-th entry, from the rank's
+    own) and wait for every rank. The transforms that keep their results on disk (the mirror registration, part B's
+    TFA maps) then compute each case once, on one rank, and every rank's datasets read the files. Outside DDP,
+    nothing. Returns the number of entries this rank prepared."""
+    world = idist.get_world_size()
+    if world < 2:
+        return 0
+    mine = list(data)[idist.get_rank() :: world]
+    for entry in mine:
+        transform(dict(entry))
+    dist.barrier()
+    return len(mine)

@@ -12,6 +12,7 @@ another rank, with the same key reads the file; a changed setting or new part-A 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from ..networks.tfa_transformer import TFATransformer
 from ..networks.tfa_unet import unet_inputs
 
 __all__ = ["TFAInputsd", "module_fingerprint"]
+
+logger = logging.getLogger(__name__)
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -104,5 +107,6 @@ class TFAInputsd(MapTransform):
                 if cached is not None:
                     with atomic_path(cached) as tmp:
                         torch.save(out, tmp)
+                    logger.info(f"{d.get(self.name_key, 'case')}: TFA map computed, kept in {cached}")
             d[self.name] = MetaTensor(out, meta=dict(series.meta)) if isinstance(series, MetaTensor) else out
         return d
