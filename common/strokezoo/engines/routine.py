@@ -12,8 +12,8 @@ A bundle's ``train.json`` names these with ``_target_`` where it would otherwise
   case (``weights_only``), and the run's figures on the console.
 
 Logging runs on rank 0 only; every rank validates and steps its scheduler. ``train#handlers`` stays a list of
-handler configs (MONAI Label inserts its ``CheckpointLoader`` there), and any single argument can still be
-overridden from the command line (``--train#handlers#0#val_interval 5``).
+handler configs (MONAI Label inserts its ``CheckpointLoader`` there), and each argument still comes from a key the
+command line can set (``--val_interval 5``, ``--progress_bar False``, ``--resume True``).
 """
 
 from __future__ import annotations
