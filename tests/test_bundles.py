@@ -125,6 +125,10 @@ def test_the_same_multi_gpu_path_as(bundle, like):
 TWO_NODES = {"stroke_ct_boundary_attention_unet2d"}
 
 
+#: bundles whose two-rank validation metric is checked against one process's on the same weights
+SAME_VALIDATION_AS_ONE_RANK = {"stroke_ctp_transformer_unet2d"}
+
+
 def _free_port() -> int:
     import socket
 
@@ -231,6 +235,22 @@ def test_multi_gpu_config_runs_two_processes_on_cpu(bundle, tmp_path, cohort12, 
         saved = [[e["saved"] for e in log if "saved" in e] for log in ranks]
         assert saved[0] and not saved[1], (stage, saved)
         assert all(Path(p).parent.is_relative_to(root / "models") for p in saved[0]), saved[0]
+        if bundle in SAME_VALIDATION_AS_ONE_RANK and stage == BUNDLES[bundle].stages[-1]:
+            # the validation the two ranks shared out (each rank its cases, the metric gathered) equals one process's
+            # on the same weights: the saved network of the epoch, validated again here alone
+            one = ConfigWorkflow(
+                config_file=config_files(bundle, stage),
+                workflow_type="train",
+                **{**keys, **folds, **cpu, "tracking": None, "tensorboard_dir": str(tmp_path / "one_rank")},
+            )
+            one.initialize()
+            checkpoint = Path(one.parser.get_parsed_content("resume_path"))
+            two_ranks = torch.load(checkpoint, weights_only=True)["best_metric"]
+            network = one.parser.get_parsed_content("network")
+            network.load_state_dict(torch.load(checkpoint.with_name("model.pt"), weights_only=True))
+            evaluator = one.parser.get_parsed_content("validate#evaluator")
+            evaluator.run()
+            assert abs(evaluator.state.best_metric - two_ranks) < 1e-6, (evaluator.state.best_metric, two_ranks)
     for checkpoint in (root / "models").rglob("*.pt"):
         state = torch.load(checkpoint, weights_only=True)
         assert not any(k.startswith("module.") for k in state)  # saved without the DDP wrapper
