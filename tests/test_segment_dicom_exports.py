@@ -273,7 +273,7 @@ def test_a_study_that_fails_past_its_inputs_leaves_nothing_and_the_batch_goes_on
     monkeypatch.setattr(run, "write_dicom_seg", failing)
     r = strokezoo_cli("segment", "--bundle", XD, "--weights", weights, "--config", "smoke.json", "--studies", batch, "--out", tmp_path / "seg")
     assert r.returncode == 1, r.stderr[-2000:]
-    assert "1 of 2 studies refused" in r.stderr and "a_first: a_first: RuntimeError: the SEG writer failed" in r.stderr, r.stderr[-2000:]
+    assert "1 of 2 studies refused" in r.stderr and "  a_first: RuntimeError: the SEG writer failed" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / "seg" / "a_first").exists()
     assert (tmp_path / "seg" / "b_second" / "report.json").is_file() and (tmp_path / "seg" / "b_second" / "segmentation.dcm").is_file()
 

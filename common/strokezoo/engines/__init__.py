@@ -1,12 +1,12 @@
 """Engine pieces of the strokezoo bundles: validation metrics, handlers and trainers MONAI does not provide."""
 
-from .distributed import close_distributed, distributed, init_distributed, per_rank_batch, prepare_in_shards, rank_device
+from .distributed import close_distributed, distributed, init_distributed, is_rank0, per_rank_batch, prepare_in_shards, rank_device
 from .hand_trainer import HandTrainer
 from .l1_error_rate import L1ErrorRate
 from .pseudo_dwi_trainer import PseudoDWIBatch, PseudoDWITrainer
 from .redraw_patches import RedrawPatches
 from .resume import ResumeCheckpoint, SaveBestNetwork, load_weights, save_atomically
-from .routine import InferenceRoutine, TrainingRoutine, ValidationRoutine, is_rank0
+from .routine import InferenceRoutine, TrainingRoutine, ValidationRoutine
 from .wall_clock import WallClockBudget
 
 __all__ = [

@@ -10,7 +10,12 @@ import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 
-__all__ = ["close_distributed", "distributed", "init_distributed", "per_rank_batch", "prepare_in_shards", "rank_device"]
+__all__ = ["close_distributed", "distributed", "init_distributed", "is_rank0", "per_rank_batch", "prepare_in_shards", "rank_device"]
+
+
+def is_rank0() -> bool:
+    """Whether this process logs and saves: rank 0 of a DDP run, or the only process."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def per_rank_batch(batch_size: int, processes: int | None = None) -> int:

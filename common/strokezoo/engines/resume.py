@@ -20,18 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 
 from ..io.atomic import atomic_path
+from .distributed import is_rank0
 
 __all__ = ["ResumeCheckpoint", "SaveBestNetwork", "load_weights", "save_atomically"]
 
 logger = logging.getLogger(__name__)
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
@@ -64,7 +60,7 @@ class SaveBestNetwork:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if engine.state.best_metric_epoch == engine.state.epoch and _rank() == 0:
+        if engine.state.best_metric_epoch == engine.state.epoch and is_rank0():
             network = engine.network if self.network is None else self.network  # type: ignore[attr-defined]
             save_atomically(getattr(network, "module", network).state_dict(), self.path)
             logger.info(f"{self.path}: best {engine.state.key_metric_name} so far, {engine.state.best_metric:.4f} at epoch {engine.state.epoch}")
@@ -128,7 +124,7 @@ class ResumeCheckpoint:
         return state
 
     def save(self, engine: Engine) -> None:
-        if _rank() == 0:
+        if is_rank0():
             save_atomically(self.state_dict(engine), self.path)
 
     def load(self, engine: Engine) -> None:

@@ -22,18 +22,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler, from_engine
 
+from .distributed import is_rank0
 from .resume import ResumeCheckpoint, SaveBestNetwork
 
-__all__ = ["InferenceRoutine", "TrainingRoutine", "ValidationRoutine", "is_rank0"]
-
-
-def is_rank0() -> bool:
-    """Whether this process logs and saves: rank 0 of a DDP run, or the only process."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+__all__ = ["InferenceRoutine", "TrainingRoutine", "ValidationRoutine"]
 
 
 class TrainingRoutine:

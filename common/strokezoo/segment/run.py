@@ -332,7 +332,9 @@ def segment_studies(
     for study in tqdm(studies, desc="segment", disable=not progress, file=sys.stderr):
         try:
             reports.append(segment_study(bundles, weights, out, study=study, **kwargs))
-        except (InputError, InputsRefused, StudyFailed) as e:
+        except StudyFailed as e:  # its message names the study already
+            failures.append(str(e))
+        except (InputError, InputsRefused) as e:
             failures.append(f"{study.name}: {e}")
     if failures:
         raise InputsRefused(f"{len(failures)} of {len(studies)} studies refused:\n  " + "\n  ".join(failures))
