@@ -25,10 +25,10 @@ test: $(VENV)/.installed
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -n 2 --dist worksteal -q tests
 
-# MONAI Label serving every exported bundle (integration/test_monailabel.py; docs/monailabel.md). Not part of
-# `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision and the CUDA build of PyTorch it matches:
-# PyPI has no CPU torchvision) take about 8 GB, installed in their own environment, which has no strokezoo (the
-# exported bundles run on their vendored copy).
+# MONAI Label's annotate, train and infer loop with every exported bundle (integration/test_monailabel.py;
+# docs/monailabel.md). Not part of `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision and the
+# CUDA build of PyTorch it matches: PyPI has no CPU torchvision) take about 8 GB, installed in their own environment,
+# which has no strokezoo (the exported bundles run on their vendored copy).
 MONAILABEL_VENV := .venv-monailabel
 
 $(MONAILABEL_VENV)/.installed: integration/monailabel-constraints.txt
@@ -38,7 +38,7 @@ $(MONAILABEL_VENV)/.installed: integration/monailabel-constraints.txt
 	touch $@
 
 test-monailabel: $(VENV)/.installed $(MONAILABEL_VENV)/.installed
-	MONAILABEL=$(MONAILABEL_VENV)/bin/monailabel $(PY) -m pytest -q -p no:cacheprovider integration/test_monailabel.py
+	MONAILABEL=$(MONAILABEL_VENV)/bin/monailabel $(PY) -m pytest -q -s -p no:cacheprovider integration/test_monailabel.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -167,7 +167,13 @@ def test_a_stacked_study_is_checked_like_the_files(tmp_path):
         nib.save(nib.Nifti1Image(rng.uniform(1, 2, (6, 6, 3)).astype(np.float32), np.eye(4)), files[k])
     study = stack_case(files, ["adc", "dwi"], tmp_path / "study.nii.gz")
     assert check_entry({"image": str(study)}, ["adc", "dwi"]) == []
-    assert "is a stack of adc, dwi; this bundle reads dwi, adc" in check_entry({"image": str(study)}, ["dwi", "adc"])[0]
+    assert check_entry({"image": str(study)}, ["dwi", "adc"]) == []  # the header names the channels
+    assert "is a stack of adc, dwi; this bundle reads adc, tmax from it (missing: tmax" in check_entry({"image": str(study)}, ["adc", "tmax"])[0]
+    label = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((6, 6, 3), np.uint8), np.eye(4)), str(label))
+    assert check_entry({"image": str(study), "label": str(label)}, ["adc", "dwi", "label"]) == []  # MONAI Label's training item
+    nib.save(nib.Nifti1Image(np.zeros((6, 6, 4), np.uint8), np.eye(4)), str(label))
+    assert "shape (6, 6, 3) differs from (6, 6, 4)" in check_entry({"image": str(study), "label": str(label)}, ["adc", "dwi", "label"])[0]
     nan = np.full((6, 6, 3, 2), np.nan, np.float32)
     nib.save(nib.Nifti1Image(nan, np.eye(4)), str(tmp_path / "nan.nii.gz"))
     assert "NaN or Inf" in check_entry({"image": str(tmp_path / "nan.nii.gz")}, ["adc", "dwi"])[0]

@@ -553,3 +553,27 @@ def test_no_network_scripts(bundle):
         torch.jit.script(net)
     readme = (REPO / "bundles" / bundle / "docs" / "README.md").read_text()
     assert "`torch.jit.script` cannot compile this network" in readme and "use_trace=True" in readme
+
+
+#: the key of each bundle's train.json that sets its learning-rate schedule's horizon, and that horizon for a run of n epochs
+SCHEDULE_HORIZON = {
+    "stroke_ct_boundary_attention_unet2d": ("lr_scheduler#t_total", lambda n: n),
+    "stroke_ctp_pseudodwi_slnet2d": ("lr_decay_epoch", lambda n: int(round(n * 0.6))),
+    "stroke_ctp_transformer_unet2d": ("lr_scheduler#total_iters", lambda n: n),
+    "stroke_dwi_crossdomain_unet2d": ("lr_scheduler#t_total", lambda n: n),
+    "stroke_mri_crossattention_unet2d": ("lr_scheduler#t_total", lambda n: n),
+}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_the_learning_rate_schedule_spans_the_epochs_the_trainer_runs(bundle):
+    """MONAI Label sets ``train#trainer#max_epochs`` alone: the schedule must span that run, not the paper's ``epochs``."""
+    parser = ConfigParser()
+    parser.read_config(str(configs(bundle) / "train.json"))
+    if bundle not in SCHEDULE_HORIZON:
+        assert "lr_scheduler" not in parser, f"{bundle}: a schedule without a horizon in SCHEDULE_HORIZON"
+        return
+    key, horizon = SCHEDULE_HORIZON[bundle]
+    assert parser.get_parsed_content(key) == horizon(parser.get_parsed_content("epochs"))
+    parser["train#trainer#max_epochs"] = 7
+    assert parser.get_parsed_content(key) == horizon(7)

@@ -67,6 +67,22 @@ def test_a_stack_made_for_another_bundle_or_of_the_wrong_size_is_refused_by_name
         LoadModalitiesd(["adc", "dwi", "tmax"])({"adc": files["adc"], "dwi": files["dwi"]})
 
 
+def test_a_stack_beside_its_own_label_file_loads_as_monai_label_hands_it_to_training(tmp_path):
+    """MONAI Label's bundle trainer gives ``{"image": stack, "label": file}``: the label comes from its file, every
+    other key from the stack, by the name its header records (a stack may hold more keys than a config reads)."""
+    files = _case(tmp_path, {"ctp": (8, 8, 3, 5), "cbf": (8, 8, 3), "dwi": (8, 8, 3), "label": (8, 8, 3)})
+    study = stack_case(files, ["ctp", "cbf", "dwi"], tmp_path / "out" / "s.nii.gz")
+    direct = LoadModalitiesd(["ctp", "cbf", "dwi", "label"])(files)
+    for keys, allow in ((["ctp", "cbf", "dwi", "label"], False), (["cbf", "label"], False), (["ctp", "cbf", "tmax", "dwi", "label"], True)):
+        got = LoadModalitiesd(keys, allow_missing_keys=allow)({"image": str(study), "label": files["label"]})
+        assert "tmax" not in got and got["case_id"] == "s"
+        for k in keys:
+            if k != "tmax":
+                assert torch.equal(got[k].as_tensor(), direct[k].as_tensor()), k
+    with pytest.raises(InputError, match=r"s.nii.gz: is a stack of ctp, cbf, dwi; this bundle reads cbf, tmax from it \(missing: tmax"):
+        LoadModalitiesd(["cbf", "tmax", "label"])({"image": str(study), "label": files["label"]})
+
+
 def test_stacking_refuses_modalities_off_the_grid_or_missing(tmp_path):
     files = _case(tmp_path, {"adc": (8, 8, 3)})
     moved = np.diag([0.9, 0.9, 5.0, 1.0])
@@ -100,3 +116,33 @@ def test_stack_command_keeps_going_and_lists_the_failures(tmp_path, cohort):
     assert tree_digest(data) == before  # nothing under the input root changed
     inside = strokezoo_cli("stack", data, "--bundle", "stroke_mri_crossattention_unet2d", "--out", data / "studies")
     assert inside.returncode == 2 and "is inside the input folder" in inside.stderr
+
+
+def test_a_training_stack_holds_what_training_reads_and_inference_reads_it_too(tmp_path, cohort):
+    """``strokezoo stack --training``: the pseudo-DWI bundle learns from the DWI, which its inference does not read;
+    its training stack holds it after the inference inputs, and both configs' loaders take their channels by name."""
+    from monai.bundle import ConfigParser
+
+    from strokezoo.bundle_info import bundle_folder, inference_keys, training_keys
+
+    bundle = "stroke_ctp_pseudodwi_slnet2d"
+    assert training_keys(bundle) == [*inference_keys(bundle), "dwi"]
+    assert training_keys("stroke_mri_crossattention_unet2d") == inference_keys("stroke_mri_crossattention_unet2d")
+    data, _ = cohort("isles2018")
+    r = strokezoo_cli("stack", data, "--bundle", bundle, "--out", tmp_path / "studies", "--training")
+    failed = [line.strip() for line in r.stderr.splitlines() if line.startswith("  ")]
+    assert r.returncode == 1 and failed and all(f.startswith("test_case_") and "no file for dwi" in f for f in failed), r.stderr  # no DWI: not for training
+    case = build_datalist(data, tmp_path / "datalist.json", layout="isles2018", folds=3)["training"][0]
+    study = tmp_path / "studies" / f"{case['case_id']}.nii.gz"
+    assert stacked_keys(study) == training_keys(bundle)
+    configs = bundle_folder(bundle) / "configs"
+    for name, loader in (("inference.json", "preprocessing#transforms"), ("train.json", "volume_transforms")):
+        parser = ConfigParser()
+        parser.read_config(str(configs / name))
+        load = parser.get_parsed_content(f"{loader}#0")
+        assert isinstance(load, LoadModalitiesd), name
+        got = load({"image": str(study), "label": case["label"]})
+        direct = load({k: case[k] for k in load.keys if k in case})
+        for k in load.keys:
+            if k in direct:
+                assert torch.equal(got[k].as_tensor(), direct[k].as_tensor()), (name, k)

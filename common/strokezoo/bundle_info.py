@@ -1,6 +1,7 @@
 """What each bundle of the repository says about itself, read from its own files.
 
-- ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order), ``smoke_configs``
+- ``configs/metadata.json``: ``training_stages`` (the training configs, run in this order), ``training_inputs``
+  (modalities training reads that inference does not, e.g. the pseudo-DWI bundle's DWI), ``smoke_configs``
   (override files a first, CPU-sized run adds to every config, e.g. the two-rater targets of the cross-domain
   bundle, whose synthetic cohort has two raters), ``smoke_epochs`` (the epochs of that run: enough for the
   bundle to beat its untrained network on the 12-case synthetic cohort, the test each bundle's training passes) and
@@ -30,6 +31,7 @@ __all__ = [
     "cpu_overrides",
     "describe",
     "inference_keys",
+    "training_keys",
     "variant_keys",
     "split_overrides",
     "bundle_split",
@@ -79,6 +81,14 @@ def inference_keys(bundle: str | os.PathLike) -> list[str]:
     parser = ConfigParser()
     parser.read_config(str(bundle_folder(bundle) / "configs" / "inference.json"))
     return list(parser.get_parsed_content("load_keys", instantiate=False))
+
+
+def training_keys(bundle: str | os.PathLike) -> list[str]:
+    """The modality keys a bundle's training reads besides the label: its :func:`inference_keys`, then its
+    metadata's ``training_inputs`` (what a stacked study for training holds, ``strokezoo stack --training``)."""
+    keys = inference_keys(bundle)
+    extra = _read(bundle_folder(bundle) / "configs" / "metadata.json").get("training_inputs", [])
+    return keys + [k for k in extra if k not in keys]
 
 
 def _read(path: Path) -> dict:

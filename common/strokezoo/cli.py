@@ -242,22 +242,24 @@ def export(bundle: str, out: str = "dist", weights: str | None = None, url: str 
     print(path)
 
 
-def stack(root: str, bundle: str, out: str, layout: str = "auto") -> None:
+def stack(root: str, bundle: str, out: str, layout: str = "auto", training: bool = False) -> None:
     """Stack each case's modalities into one multi-channel NIfTI, OUT/<case>.nii.gz, in BUNDLE's input order.
 
     A stacked study is what MONAI Label hands a bundle (one image per request); every bundle's inference reads
     it as well as the per-modality files (docs/monailabel.md). ROOT is a release folder or one case's folder;
     BUNDLE a bundle name or folder. Every modality must lie on the case's grid. Cases that fail are listed at
-    the end and the exit status is 1; the others are written.
+    the end and the exit status is 1; the others are written. With --training, the stack also holds the
+    modalities the bundle's training reads and its inference does not (the pseudo-DWI bundle's DWI), so that
+    MONAI Label can train on it; inference reads such a stack too.
 
     Example:
         strokezoo stack /data/ISLES2017 --bundle stroke_mri_crossattention_unet2d --out studies/
     """
-    from .bundle_info import inference_keys
+    from .bundle_info import inference_keys, training_keys
     from .data.stacked import stack_cases
 
     try:
-        keys = inference_keys(bundle)
+        keys = training_keys(bundle) if training else inference_keys(bundle)
         written, failures = stack_cases(root, keys, out, layout)
     except (InputError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError, InputsRefused
 from ..io.nifti import load_nifti, same_grid
 from .modalities import SERIES_KEYS, load_modality
-from .stacked import channel_slices, require_stacked_keys
+from .stacked import channel_slices, stack_layout
 
 __all__ = ["InputCheck", "check_entry"]
 
@@ -49,34 +49,36 @@ def check_entry(
     own_grid: Sequence[str] = (),
     name: str | None = None,
 ) -> list[str]:
-    """Problems of one case (empty when usable): every file of ``keys`` (or the stacked study under ``stacked_key``)
-    opened and checked (:func:`~strokezoo.data.modalities.load_modality`), and all of them on one grid.
+    """Problems of one case (empty when usable): every file of ``keys`` opened and checked
+    (:func:`~strokezoo.data.modalities.load_modality`), and all of them on one grid. Keys without a file of their own
+    come from the stacked study under ``stacked_key`` (MONAI Label's ``{"image": stack, "label": file}``), whose
+    record must name them (:func:`~strokezoo.data.stacked.stack_layout`) and whose grid counts as theirs.
 
     The grid of reference is the label's when ``keys`` hold one, else the first key's; ``own_grid`` keys (a
     release's FLAIR or NCCT on a grid of their own) are exempt. Warnings (rounding differences, multi-volume DWI)
     are logged. ``name`` says whose files are missing (default: the entry's ``case_id``).
     """
-    present = [k for k in keys if k in entry]
-    if not present and isinstance(entry.get(stacked_key), (str, os.PathLike)):
+    own = [k for k in keys if k in entry]
+    rest = [k for k in keys if k not in entry]
+    problems, volumes = [], {}
+    if rest:
+        if not isinstance(entry.get(stacked_key), (str, os.PathLike)):
+            return [f"{name or entry.get('case_id', 'case')}: no file for {', '.join(rest)}"]
         path = str(entry[stacked_key])
-        series = [k for k in keys if k in SERIES_KEYS]
         try:
-            stack = load_nifti(path, "series" if (len(keys) > 1 or series) else "image", min_frames=1)
-            require_stacked_keys(path, keys)
+            recorded, _ = stack_layout(path, rest)
+            series = [k for k in recorded if k in SERIES_KEYS]
+            stack = load_nifti(path, "series" if (len(recorded) > 1 or series) else "image", min_frames=1)
             n = stack.data.shape[3] if stack.data.ndim == 4 else 1
-            slices = channel_slices(list(keys), n, path)
-            if series and slices[series[0]].stop - slices[series[0]].start < min_frames:
+            slices = channel_slices(recorded, n, path)
+            if series and series[0] in rest and slices[series[0]].stop - slices[series[0]].start < min_frames:
                 raise InputError(
                     path, f"the {series[0]} series has {slices[series[0]].stop - slices[series[0]].start} frames, at least {min_frames} are needed"
                 )
         except (InputError, ValueError) as e:
             return [str(e)]
-        return []
-    missing = [k for k in keys if k not in entry]
-    if missing:
-        return [f"{name or entry.get('case_id', 'case')}: no file for {', '.join(missing)}"]
-    problems, volumes = [], {}
-    for k in keys:
+        volumes[stacked_key] = stack
+    for k in own:
         try:
             volumes[k] = load_modality(str(entry[k]), k, min_frames)
         except InputError as e:

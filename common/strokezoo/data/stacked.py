@@ -28,7 +28,7 @@ from ..io.atomic import atomic_path
 from ..io.nifti import same_grid
 from .modalities import SERIES_KEYS, load_modality
 
-__all__ = ["DESCRIP_PREFIX", "channel_slices", "require_stacked_keys", "stacked_keys", "stack_case", "stack_cases"]
+__all__ = ["DESCRIP_PREFIX", "channel_slices", "stack_layout", "stacked_keys", "stack_case", "stack_cases"]
 
 DESCRIP_PREFIX = "strokezoo channels: "
 
@@ -66,12 +66,26 @@ def stacked_keys(path: str | os.PathLike) -> list[str] | None:
     return [k.strip() for k in descrip[len(DESCRIP_PREFIX) :].split(",") if k.strip()]
 
 
-def require_stacked_keys(path: str | os.PathLike, keys: Sequence[str]) -> None:
-    """Raise :class:`InputError` when the stack at ``path`` records keys other than ``keys`` (a stack made for
-    another bundle); a multi-channel NIfTI without strokezoo's record passes."""
+def stack_layout(path: str | os.PathLike, needed: Sequence[str], optional: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The keys the stack at ``path`` holds, in channel order, and which of ``needed`` + ``optional`` to take from it.
+
+    A stack strokezoo wrote records its keys, and its channels are taken by name: it may hold more keys than
+    ``needed`` (a training stack with the pseudo-DWI bundle's DWI serves inference too), never fewer. A
+    multi-channel NIfTI without that record is read as ``needed`` + ``optional``, in that order.
+
+    Raises:
+        InputError: naming ``path`` when the stack's record lacks one of ``needed`` (a stack made for another bundle).
+    """
     recorded = stacked_keys(path)
-    if recorded is not None and recorded != list(keys):
-        raise InputError(path, f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(keys)} (run `strokezoo stack` for it)")
+    if recorded is None:
+        return [*needed, *optional], [*needed, *optional]
+    absent = [k for k in needed if k not in recorded]
+    if absent:
+        raise InputError(
+            path,
+            f"is a stack of {', '.join(recorded)}; this bundle reads {', '.join(needed)} from it (missing: {', '.join(absent)}; run `strokezoo stack` for it)",
+        )
+    return recorded, [k for k in (*needed, *optional) if k in recorded]
 
 
 def stack_case(images: Mapping[str, str | os.PathLike], keys: Sequence[str], out: str | os.PathLike, grid_atol_mm: float = 1e-3) -> Path:

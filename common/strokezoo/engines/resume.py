@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,14 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.
 class SaveBestNetwork:
     """Save ``network``'s state dict to ``path`` (rank 0 only, atomically) after each validation that sets a new best.
 
-    Attach it to the validator (``validate#handlers``).
+    Attach it to the validator (``validate#handlers``). ``then`` (e.g. a
+    :class:`~strokezoo.networks.ServedEnsemble`) is called after each save.
     """
 
-    def __init__(self, path: str | os.PathLike, network: torch.nn.Module | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module | None = None, then: Callable[[], Any] | None = None) -> None:
         self.path = Path(path)
         self.network = network  # None: the engine's
+        self.then = then
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -64,6 +67,8 @@ class SaveBestNetwork:
             network = engine.network if self.network is None else self.network  # type: ignore[attr-defined]
             save_atomically(getattr(network, "module", network).state_dict(), self.path)
             logger.info(f"{self.path}: best {engine.state.key_metric_name} so far, {engine.state.best_metric:.4f} at epoch {engine.state.epoch}")
+            if self.then is not None:
+                logger.info(f"served: {self.then()}")
 
 
 class ResumeCheckpoint:

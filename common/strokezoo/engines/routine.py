@@ -19,7 +19,7 @@ command line can set (``--val_interval 5``, ``--progress_bar False``, ``--resume
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ignite.engine import Engine, Events
@@ -85,16 +85,22 @@ class ValidationRoutine:
     Args:
         best: the best network's file (``models/model.pt``), compared by the evaluator's key metric.
         log_dir: TensorBoard's folder.
+        serve: where ``best`` is not the file inference reads (a fold's network, a part of one), the checkpoint
+            inference reads is written after each new best: a path gets a copy of the best network; a callable
+            (:class:`~strokezoo.networks.ServedEnsemble`) writes it.
     """
 
-    def __init__(self, best: str | os.PathLike, log_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, best: str | os.PathLike, log_dir: str | os.PathLike | None = None, serve: str | os.PathLike | Callable[[], Any] | None = None) -> None:
         self.best = best
         self.log_dir = log_dir
+        self.serve = serve
 
     def attach(self, engine: Engine) -> None:
         if is_rank0():
             StatsHandler(iteration_log=False).attach(engine)
-        SaveBestNetwork(self.best).attach(engine)
+        if isinstance(self.serve, (str, os.PathLike)):
+            SaveBestNetwork(self.serve).attach(engine)
+        SaveBestNetwork(self.best, then=self.serve if callable(self.serve) else None).attach(engine)
         if is_rank0() and self.log_dir is not None:
             TensorBoardStatsHandler(log_dir=str(self.log_dir), iteration_log=False).attach(engine)
 

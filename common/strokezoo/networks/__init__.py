@@ -2,7 +2,7 @@
 
 from .cross_attention_unet import CrossAttentionUNet
 from .cross_domain_unet import CrossDomainUNet
-from .fold_ensemble import FoldEnsemble, fold_checkpoints, write_fold_ensemble
+from .fold_ensemble import FoldEnsemble, ServedEnsemble, fold_checkpoints, fold_part, member_part, write_fold_ensemble
 from .pseudo_dwi_slnet import ContextEncoder, PseudoDWISLNet
 from .residual_unet3d import AsymmetricResidualUNet
 from .slnet import SLNet, xavier_init
@@ -18,12 +18,15 @@ __all__ = [
     "FoldEnsemble",
     "PseudoDWISLNet",
     "SLNet",
+    "ServedEnsemble",
     "TFATransformer",
     "TFAUNet",
     "tfa_map",
     "tfa_padding",
     "unet_inputs",
     "fold_checkpoints",
+    "fold_part",
+    "member_part",
     "write_fold_ensemble",
     "xavier_init",
 ]

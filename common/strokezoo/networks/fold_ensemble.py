@@ -7,19 +7,26 @@ drop-in network that outputs logits: a softmax of its output gives exactly the a
 shares), and its argmax the majority class (a tie goes to the lower class index, background). Auxiliary output
 channels that are not class logits (e.g. a probability map) are averaged as they are. Its state dict holds every
 fold's parameters (``folds.<k>.…``), one checkpoint for the bundle; :meth:`FoldEnsemble.state_dict_from_folds`
-builds it from the fold checkpoints.
+builds it from the fold checkpoints. A checkpoint brings its own number of members: loading one of ``n`` folds
+makes the ensemble ``n`` members, so the ensemble of the folds trained so far (:class:`ServedEnsemble`, which
+training writes after each new best, e.g. the one fold MONAI Label trains) is served as it is.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["FoldEnsemble", "fold_checkpoints", "write_fold_ensemble"]
+from ..io.atomic import atomic_path
+
+__all__ = ["FoldEnsemble", "ServedEnsemble", "fold_checkpoints", "fold_part", "member_part", "write_fold_ensemble"]
+
+logger = logging.getLogger(__name__)
 
 
 class FoldEnsemble(nn.Module):
@@ -56,6 +63,16 @@ class FoldEnsemble(nn.Module):
             return log_mean
         return torch.cat([log_mean, torch.stack([o[:, n_classes:] for o in outputs]).mean(0)], dim=1)
 
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, after giving the ensemble as many members as ``state_dict`` holds
+        (``folds.0.…`` to ``folds.<n-1>.…``; the members are copies of the first, on its device)."""
+        members = {int(k.split(".")[1]) for k in state_dict if k.startswith("folds.") and k.split(".")[1].isdigit()}
+        if members and members != set(range(len(members))):
+            raise ValueError(f"an ensemble checkpoint holds folds 0 to n-1, not {sorted(members)}")
+        if members and len(members) != len(self.folds):
+            self.folds = nn.ModuleList(copy.deepcopy(self.folds[0]) for _ in members)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     @staticmethod
     def state_dict_from_folds(paths: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]]) -> dict[str, torch.Tensor]:
         """The ensemble's state dict from the fold checkpoints (plain state dicts, loaded with weights_only): one path
@@ -82,8 +99,6 @@ def fold_checkpoints(models_dir: str | os.PathLike, folds: Sequence[int], parts:
 def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike | Mapping[str, str | os.PathLike]], out: str | os.PathLike) -> str:
     """Write the :class:`FoldEnsemble` checkpoint of the given fold checkpoints (see
     :meth:`FoldEnsemble.state_dict_from_folds`) to ``out`` (atomically); returns it."""
-    from ..io.atomic import atomic_path
-
     paths = [p for fold in fold_checkpoints for p in (fold.values() if isinstance(fold, Mapping) else [fold])]
     missing = [str(p) for p in paths if not os.path.isfile(p)]
     if missing:
@@ -91,3 +106,64 @@ def write_fold_ensemble(fold_checkpoints: Sequence[str | os.PathLike | Mapping[s
     with atomic_path(out) as tmp:
         torch.save(FoldEnsemble.state_dict_from_folds(fold_checkpoints), tmp)
     return str(out)
+
+
+def member_part(served: str | os.PathLike, part: str, member: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of ``part`` (a submodule, e.g. ``"transformer"``) of member ``member`` of the ensemble
+    checkpoint ``served`` (loaded with weights_only); empty when the checkpoint holds no such part."""
+    prefix = f"folds.{member}.{part}."
+    state = torch.load(served, map_location="cpu", weights_only=True)
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def fold_part(path: str | os.PathLike, served: str | os.PathLike, part: str, member: int = 0) -> str:
+    """``path``, the file of a fold's trained ``part`` (e.g. the part-A transformer a part-B training reads).
+
+    Where it is missing and the served ensemble checkpoint ``served`` holds that part, member ``member``'s part is
+    written there first (atomically): an exported bundle ships only ``models/model.pt``, and MONAI Label's
+    ``/train`` runs the bundle's last stage on the part it serves. Otherwise ``path`` is returned as it is, for
+    the reader to refuse by name.
+    """
+    if not os.path.isfile(path) and os.path.isfile(served):
+        state = member_part(served, part, member)
+        if state:
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
+            logger.info(f"{path}: the {part} of member {member} of {served}")
+    return str(path)
+
+
+class ServedEnsemble:
+    """Write ``out`` (the checkpoint inference reads, ``models/model.pt``) as the :class:`FoldEnsemble` of every fold
+    trained so far under ``models_dir`` (``fold<k>/`` holding all of ``parts``' files), atomically, when called.
+
+    :class:`~strokezoo.engines.ValidationRoutine` calls it after each new best network (its ``serve``), so that
+    the bundle's inference, and MONAI Label's, use what training has just written: one fold after the first
+    fold's training (what MONAI Label's ``/train`` runs), the paper's ensemble after the last.
+
+    Args:
+        models_dir: the folder of the fold folders.
+        out: the served checkpoint.
+        parts: as :func:`fold_checkpoints`; ``None`` for one ``model.pt`` per fold.
+    """
+
+    def __init__(self, models_dir: str | os.PathLike, out: str | os.PathLike, parts: Mapping[str, str] | None = None) -> None:
+        self.models_dir = models_dir
+        self.out = out
+        self.parts = dict(parts) if parts is not None else None
+
+    def folds(self) -> list[int]:
+        """The fold numbers whose checkpoints are all present, in order."""
+        names = list(self.parts.values()) if self.parts is not None else ["model.pt"]
+        found = []
+        for d in sorted(os.listdir(self.models_dir)) if os.path.isdir(self.models_dir) else []:
+            k = d[len("fold") :]
+            if d.startswith("fold") and k.isdigit() and all(os.path.isfile(os.path.join(self.models_dir, d, n)) for n in names):
+                found.append(int(k))
+        return sorted(found)
+
+    def __call__(self, *_) -> str:
+        folds = self.folds()
+        if not folds:
+            raise FileNotFoundError(f"{self.models_dir}: no fold checkpoint to serve")
+        return write_fold_ensemble(fold_checkpoints(self.models_dir, folds, self.parts), self.out)

@@ -15,7 +15,7 @@ from monai.config import KeysCollection
 from monai.transforms import LoadImage, MapTransform
 
 from ..data.modalities import to_channels
-from ..data.stacked import channel_slices, require_stacked_keys
+from ..data.stacked import channel_slices, stack_layout
 from ..errors import InputError
 
 __all__ = ["LoadModalitiesd"]
@@ -78,23 +78,27 @@ class LoadModalitiesd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
-        present = [k for k in self.keys if k in d]
-        if present and (len(present) == len(self.keys) or self.allow_missing_keys):
-            for k in present:
-                d[k] = self._one(k, d[k])
-            return d
+        own = [k for k in self.keys if k in d]
+        rest = [k for k in self.keys if k not in d]
         path = d.get(self.stacked_key)
+        for k in own:
+            d[k] = self._one(k, d[k])
+        if not rest or (self.allow_missing_keys and own and not isinstance(path, (str, os.PathLike))):
+            return d
         if not isinstance(path, (str, os.PathLike)):
-            missing = [k for k in self.keys if k not in d]
             raise KeyError(
                 f"{d.get(self.name_key, 'case')}: needs a file for each of {', '.join(self.keys)} "
-                f"(missing: {', '.join(missing)}) or one stacked NIfTI under '{self.stacked_key}'"
+                f"(missing: {', '.join(rest)}) or one stacked NIfTI under '{self.stacked_key}'"
             )
-        require_stacked_keys(path, self.keys)
+        if self.allow_missing_keys:
+            recorded, wanted = stack_layout(path, [], rest)
+        else:
+            recorded, wanted = stack_layout(path, rest)
         stack = self.loader(path)
         if stack.ndim != 4:
             raise InputError(path, f"expected a stacked study (x, y, z, channel), loaded shape {tuple(stack.shape[1:])}")
-        for k, channels in channel_slices(list(self.keys), stack.shape[0], path).items():
-            d[k] = stack[channels]
+        channels = channel_slices(recorded, stack.shape[0], path)
+        for k in wanted:
+            d[k] = stack[channels[k]]
         d.setdefault(self.name_key, _stem(path))
         return d
