@@ -57,9 +57,10 @@ STUDIES = 12  # the smoke run's cohort size; MONAI Label's default val_split (0.
 
 
 def cpu_sized(configs: Path, bundle: str, name: str = "inference.json") -> ConfigParser:
-    """The bundle's config ``name`` in ``configs`` with its demo overrides and CPU sizes."""
+    """The bundle's config ``name`` in ``configs`` with its CPU sizes. Not its smoke run's other overrides (the
+    cross-domain bundle's two-rater targets): a MONAI Label datastore holds one label per study."""
     parser = ConfigParser()
-    parser.read_config([str(configs / name), *(str(configs / f) for f in BUNDLES[bundle].overrides)])
+    parser.read_config(str(configs / name))
     for key, value in cpu_overrides(bundle).items():
         parser[key] = value
     return parser
