@@ -40,7 +40,13 @@ of the slab, and the share of the slab with TFA >= 0.5 against the share that is
 training split's maps (the paper does not say whose maps part B trains on; the bundle uses the frozen transformer of
 the same fold on its own training cases).
 
+``partb``: part B of the CTP transformer with each network, on the ISLES 2018 comparison's split at its budget
+(12 patients, difficulty 0, with its own augmentation): MONAI's ``DynUNet`` as shipped and the paper's max-pooling
+U-Net (``configs/unet_maxpool.json``), printing part B's best validation Dice, the test Dice (fold 0), and per test
+study the share that part B marks as core beside the reference's. ``--epochs`` gives the budgets.
+
 Usage:
+    python benchmarks/compare_evidence.py partb --out DIR [--epochs 10 40]
     python benchmarks/compare_evidence.py stacking --out DIR
     python benchmarks/compare_evidence.py widths --out DIR [--bundles stroke_dwi_crossdomain_unet2d]
     python benchmarks/compare_evidence.py recipes --out DIR
@@ -271,6 +277,31 @@ def stacking(out: Path) -> None:
 
 _SELECT = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
 
+#: part B's networks compared by ``partb``: label -> training keys
+PART_B = {"DynUNet (as shipped)": {}, "the paper's max-pooling U-Net (configs/unet_maxpool.json)": None}
+
+
+def partb(out: Path, epochs: list[int]) -> None:
+    from strokezoo.bundle_info import variant_keys
+
+    datalist = _cohort(out)
+    settings = {k: (variant_keys(TRANSFORMER, "unet_maxpool.json") if v is None else v) for k, v in PART_B.items()}
+    print("| part B | epochs | best validation Dice | test Dice | case | reference core | part B |\n|---|---|---|---|---|---|---|")
+    for e in epochs:
+        for i, (label, keys) in enumerate(settings.items()):
+            _, results = compare("isles2018", TRANSFORMER, "cpu", str(out / f"partb{i}_{e}"), epochs=e, datalist=datalist, overrides=keys, progress=False)
+            r = results[0]
+            if r["status"] != "done":
+                raise SystemExit(f"{label}, {e} epochs: {r['error']}")
+            pred = Path(r["predictions"])
+            dice = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+            for entry in select_entries(datalist, "training", folds=[0]):
+                share = {
+                    n: float((np.asarray(nib.load(path).dataobj) > 0).mean())
+                    for n, path in (("ref", entry["label"]), ("b", pred / f"{entry['case_id']}.nii.gz"))
+                }
+                print(f"| {label} | {e} | {r['best_val_dice']:.3f} | {dice:.3f} | {entry['case_id']} | {share['ref']:.2%} | {share['b']:.2%} |", flush=True)
+
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """ROC AUC of ``positive`` scoring above ``negative`` (the Mann-Whitney U statistic over the pairs)."""
@@ -341,7 +372,7 @@ def pseudodwi(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi", "widths", "stacking"))
+    parser.add_argument("what", choices=("recipes", "transformer", "physics", "crossattention", "pseudodwi", "widths", "stacking", "partb"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=[40])
     parser.add_argument("--bundles", default=",".join(WIDTH_SETTINGS))
@@ -354,6 +385,7 @@ def main() -> None:
         "pseudodwi": lambda: pseudodwi(args.out),
         "widths": lambda: widths(args.out, args.bundles.split(",")),
         "stacking": lambda: stacking(args.out),
+        "partb": lambda: partb(args.out, args.epochs),
     }[args.what]()
 
 

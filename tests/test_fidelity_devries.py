@@ -35,6 +35,12 @@ def downsamplings() -> int:
     return sum(1 for s in part_b("network_def").strides if s != 1 and s != [1, 1])
 
 
+def first_conv_inputs() -> int:
+    from torch import nn
+
+    return next(m for m in part_b("network_def").modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
 def attention_heads() -> set[int]:
     return {layer.attn.num_heads for layer in part_a("network_def").layers}
 
@@ -71,7 +77,7 @@ PAPER: list[Row] = [
     ("2", "cross-entropy loss", lambda: type(part_a("loss")).__name__, "CrossEntropyLoss"),
     ("2", "Adam with a decaying learning rate", lambda: (type(part_a("optimizer")).__name__, type(part_a("lr_scheduler")).__name__), ("Adam", "ExponentialLR")),
     ("2", "a U-Net with three down-sampling layers", downsamplings, 3),
-    ("2", "inputs: attention map, first CTP frame, maximum intensity frame", lambda: part_b("network_def").input_block.conv1.conv.in_channels, 3),
+    ("2", "inputs: attention map, first CTP frame, maximum intensity frame", first_conv_inputs, 3),
     ("2", "SGD with momentum", lambda: (type(part_b("optimizer")).__name__, part_b("optimizer").defaults["momentum"] > 0), ("SGD", True)),
     (
         "2",
@@ -87,3 +93,24 @@ PAPER: list[Row] = [
 def test_the_config_says_what_the_paper_states(row: Row):
     section, statement, read, stated = row
     assert read() == stated, (section, statement)
+
+
+def test_the_paper_s_traditional_u_net_is_a_config_away_three_max_poolings_on_three_inputs():
+    """Part B's "traditional" U-Net with three down-sampling layers: ``configs/unet_maxpool.json`` over train.json builds
+    the project's CrossAttentionUNet without gates or deep supervision, which down-samples by 2x2 max-pooling only
+    (the default ``DynUNet`` by stride-2 convolutions: a deviation, docs/README.md)."""
+    import torch
+    from torch import nn
+
+    parser = ConfigParser()
+    parser.read_config([str(bundles_dir() / BUNDLE / "configs" / n) for n in ("train.json", "unet_maxpool.json")])
+    net = parser.get_parsed_content("network_def").eval()
+    pooled = []
+    for m in net.modules():
+        if isinstance(m, nn.MaxPool2d):
+            m.register_forward_hook(lambda module, inputs, output: pooled.append(tuple(output.shape[-2:])))
+    assert not [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]  # no strided down-sampling
+    assert net.cross_attention is False and net.deep_supervision is False
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)  # [TFA, CT, MI] in, background and core out
+    assert pooled == [(32, 32), (16, 16), (8, 8)]  # three 2x2 max-poolings
