@@ -29,6 +29,8 @@ def test_end_to_end_training_beats_the_untrained_networks(trained, tmp_path):
     state = torch.load(checkpoint, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     assert {k.split(".")[0] for k in state} == {"extractor", "generator", "segmenter", "context_encoder"}
+    served = torch.load(root / "models" / "model.pt", weights_only=True)  # what inference (and MONAI Label) reads
+    assert served.keys() == state.keys() and all(torch.equal(served[k], v) for k, v in state.items())
     digest = tree_digest(data)
     after = infer_and_evaluate(BUNDLE, root, data, datalist, checkpoint, tmp_path / "trained", amp=True)
     bf16_fp32_mask_dice(BUNDLE, root, data, datalist, checkpoint, tmp_path / "trained", tmp_path / "fp32")

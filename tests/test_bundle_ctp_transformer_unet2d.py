@@ -36,6 +36,11 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
     fold = root / "models" / "fold0"
     for name in ("transformer.pt", "model.pt"):
         assert all(isinstance(v, torch.Tensor) for v in torch.load(fold / name, weights_only=True).values())
+    served = torch.load(root / "models" / "model.pt", weights_only=True)  # fold 0's two parts: the folds trained so far
+    for part, name in (("transformer", "transformer.pt"), ("unet", "model.pt")):
+        trained_part = torch.load(fold / name, weights_only=True)
+        assert all(torch.equal(served[f"folds.0.{part}.{k}"], v) for k, v in trained_part.items()), part
+    assert not any(k.startswith("folds.1.") for k in served)
     digest = tree_digest(data)
     after = infer_and_evaluate(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", save_tfa=True, amp=True)
     bf16_fp32_mask_dice(BUNDLE, root, data, datalist, fold / "model.pt", tmp_path / "trained", tmp_path / "fp32")

@@ -47,7 +47,10 @@ def test_spes_override_takes_seven_modalities_and_their_symmetric_copies(cohort,
 def test_training_beats_the_untrained_net_and_the_folds_make_one_ensemble(trained, tmp_path):
     root, data, datalist = trained(BUNDLE)
     ckpt = root / "models" / "fold0" / "model.pt"
-    assert all(isinstance(v, torch.Tensor) for v in torch.load(ckpt, weights_only=True).values())
+    fold = torch.load(ckpt, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in fold.values())
+    served = torch.load(root / "models" / "model.pt", weights_only=True)  # the folds trained so far: fold 0 alone
+    assert served.keys() == {f"folds.0.{k}" for k in fold} and all(torch.equal(served[f"folds.0.{k}"], v) for k, v in fold.items())
     digest = tree_digest(data)
     after = infer_and_evaluate(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", amp=True)
     bf16_fp32_mask_dice(BUNDLE, root, data, datalist, ckpt, tmp_path / "trained", tmp_path / "fp32")
