@@ -114,6 +114,10 @@ def test_dictionary_transform_caches_beside_the_dataset_and_reuses_it(cohort, tm
     copy = {**entry, **{k: str(shutil.copy(entry[k], tmp_path / "copy" / Path(entry[k]).name)) for k in keys}}
     moved = Compose([load, SymmetricModalitiesd(keys, cache_dir=cache)])(copy)
     assert all(np.array_equal(np.asarray(moved[f"{k}_sym"]), np.asarray(again[f"{k}_sym"])) for k in keys)
+    # ... nor the same voxels under another case name (a stacked study is named after its file), without a copy
+    renamed = SymmetricModalitiesd(keys, cache_dir=cache)({**load(copy), "case_id": "study-stacked"})
+    assert all(np.array_equal(np.asarray(renamed[f"{k}_sym"]), np.asarray(again[f"{k}_sym"])) for k in keys)
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 1
     # ... and a changed voxel is
     changed = load(copy)
     changed["t2"][0, 0, 0, 0] += 1.0

@@ -189,6 +189,7 @@ def test_tfa_inputs_are_computed_once_per_key_and_again_when_a_setting_or_the_we
     assert len(calls) == 1 and len(list((tmp_path / "cache").glob("case1-*.pt"))) == 1
     again = run()
     assert len(calls) == 1 and torch.equal(again, first)  # read back, not recomputed
+    assert torch.equal(run(data={**series, "case_id": "case1-stacked"}), first) and len(calls) == 1  # same voxels, another name
     run(step=4)
     assert len(calls) == 2  # another step
     torch.manual_seed(1)

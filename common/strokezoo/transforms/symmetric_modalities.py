@@ -25,6 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from ..errors import InputError
+from ..io.content_cache import cached_by_content
 from ..io.nifti import save_nifti
 
 __all__ = ["left_right_axis", "mirror_transform", "symmetric_modalities", "SymmetricModalitiesd"]
@@ -235,6 +236,8 @@ class SymmetricModalitiesd(MapTransform):
             return d
         keys = list(self.key_iterator(d))
         folder = self._cache_folder(d, keys)
+        if folder is not None:
+            folder = cached_by_content(folder, lambda f: all((f / f"{k}.nii.gz").is_file() for k in keys))
         if folder is not None and all((folder / f"{k}.nii.gz").is_file() for k in keys):
             # cached channel-last (X, Y, Z, C), as NIfTI stores series
             mirrored = {k: np.moveaxis(np.asarray(nib.load(folder / f"{k}.nii.gz").dataobj, dtype=np.float32), -1, 0) for k in keys}

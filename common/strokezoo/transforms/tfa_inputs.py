@@ -24,6 +24,7 @@ from monai.transforms import MapTransform
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
+from ..io.content_cache import cached_by_content
 from ..networks.tfa_map import tfa_map
 from ..networks.tfa_transformer import TFATransformer
 from ..networks.tfa_unet import unet_inputs
@@ -98,6 +99,8 @@ class TFAInputsd(MapTransform):
             series = d[k]
             plain = series.as_tensor() if isinstance(series, MetaTensor) else torch.as_tensor(series)
             cached = self._cache_file(d, plain)
+            if cached is not None:
+                cached = cached_by_content(cached, Path.is_file)
             if cached is not None and cached.is_file():
                 out = torch.load(cached, map_location="cpu", weights_only=True)
             else:
