@@ -52,10 +52,13 @@ class LoadModalitiesd(MapTransform):
       interchangeable for 3D files. A series stored 5-D ``(x, y, z, 1, t)`` becomes ``(t, x, y, z)``; a DWI stored as
       several volumes keeps its last (:func:`strokezoo.data.modalities.to_channels`). Labels load like any 3D file.
     * Stacked input (MONAI Label's single image, or ``{"image": "study.nii.gz"}``): ``stacked_key`` holds the
-      path of a multi-channel NIfTI whose channels follow ``keys``; each key gets its channels (a 3D modality
-      one, a series its frames) as a view of the loaded stack, with the stack's affine. A stack whose header
-      names other keys is refused. ``name_key`` (the case id the bundles name their outputs by) defaults to
-      the file name without ``.nii.gz``.
+      path of a multi-channel NIfTI; each key without a file of its own gets its channels (a 3D modality one, a
+      series its frames) as a view of the loaded stack, with the stack's affine. A stack strokezoo wrote is read
+      by the names its header records (:func:`~strokezoo.data.stacked.stack_layout`): it may hold more keys than
+      these, and one that lacks a key is refused by name; another multi-channel NIfTI is read in ``keys``' order.
+      ``name_key`` (the case id the bundles name their outputs by) defaults to the file name without ``.nii.gz``.
+    * Both (MONAI Label's training items, ``{"image": stack, "label": label file}``): the keys with a file of their
+      own are loaded from it, the others from the stack. With ``allow_missing_keys``, a key neither has is left out.
 
     This is not a ``LoadImaged`` subclass on purpose: MONAI Label wraps those to read ``keys`` directly.
 
@@ -64,6 +67,7 @@ class LoadModalitiesd(MapTransform):
         stacked_key: key of a stacked study's path.
         name_key: key of the case id.
         dtype: voxel dtype after loading.
+        allow_missing_keys: leave out a key that has neither a file nor a channel of the stack.
     """
 
     def __init__(self, keys: KeysCollection, stacked_key: str = "image", name_key: str = "case_id", dtype=None, allow_missing_keys: bool = False) -> None:
