@@ -131,15 +131,10 @@ def transformer(out: Path, epochs: list[int]) -> None:
     for e in epochs:
         for augmented, keys in (("no", NO_AUGMENTATION), ("its own", {})):
             run = out / f"transformer{e}_{'augmented' if keys == {} else 'plain'}"
-            _, results = compare("isles2018", TRANSFORMER, "cpu", str(run), epochs=e, datalist=datalist, overrides=keys, progress=False)
-            r = results[0]
-            if r["status"] != "done":
-                raise SystemExit(f"{e} epochs, {augmented} augmentation: {r['error']}")
-            pred = Path(r["predictions"])
-            dice = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+            r, pred, dice = _run_transformer(run, e, datalist, keys, f"{e} epochs, {augmented} augmentation")
             for entry in select_entries(datalist, "training", folds=[0]):
                 masks = {"ref": entry["label"], "tfa": pred / "threshold" / f"{entry['case_id']}.nii.gz", "b": pred / f"{entry['case_id']}.nii.gz"}
-                share = {name: float((np.asarray(nib.load(path).dataobj) > 0).mean()) for name, path in masks.items()}
+                share = {name: _marked_share(path) for name, path in masks.items()}
                 row = [str(e), augmented, f"{r['best_val_dice']:.3f}", f"{dice:.3f}", entry["case_id"], f"{share['ref']:.2%}"]
                 print("| " + " | ".join([*row, f"{share['tfa']:.1%}", f"{share['b']:.1%}"]) + " |", flush=True)
 
@@ -277,30 +272,37 @@ def stacking(out: Path) -> None:
 
 _SELECT = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
 
-#: part B's networks compared by ``partb``: label -> training keys
-PART_B = {"DynUNet (as shipped)": {}, "the paper's max-pooling U-Net (configs/unet_maxpool.json)": None}
+#: part B's networks compared by ``partb``: label -> the override config over the shipped one (None: as shipped)
+PART_B = {"DynUNet (as shipped)": None, "the paper's max-pooling U-Net (configs/unet_maxpool.json)": "unet_maxpool.json"}
 
 
 def partb(out: Path, epochs: list[int]) -> None:
     from strokezoo.bundle_info import variant_keys
 
     datalist = _cohort(out)
-    settings = {k: (variant_keys(TRANSFORMER, "unet_maxpool.json") if v is None else v) for k, v in PART_B.items()}
     print("| part B | epochs | best validation Dice | test Dice | case | reference core | part B |\n|---|---|---|---|---|---|---|")
     for e in epochs:
-        for i, (label, keys) in enumerate(settings.items()):
-            _, results = compare("isles2018", TRANSFORMER, "cpu", str(out / f"partb{i}_{e}"), epochs=e, datalist=datalist, overrides=keys, progress=False)
-            r = results[0]
-            if r["status"] != "done":
-                raise SystemExit(f"{label}, {e} epochs: {r['error']}")
-            pred = Path(r["predictions"])
-            dice = json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+        for i, (label, variant) in enumerate(PART_B.items()):
+            keys = variant_keys(TRANSFORMER, variant) if variant else {}
+            r, pred, dice = _run_transformer(out / f"partb{i}_{e}", e, datalist, keys, f"{label}, {e} epochs")
             for entry in select_entries(datalist, "training", folds=[0]):
-                share = {
-                    n: float((np.asarray(nib.load(path).dataobj) > 0).mean())
-                    for n, path in (("ref", entry["label"]), ("b", pred / f"{entry['case_id']}.nii.gz"))
-                }
-                print(f"| {label} | {e} | {r['best_val_dice']:.3f} | {dice:.3f} | {entry['case_id']} | {share['ref']:.2%} | {share['b']:.2%} |", flush=True)
+                ref, b = _marked_share(entry["label"]), _marked_share(pred / f"{entry['case_id']}.nii.gz")
+                print(f"| {label} | {e} | {r['best_val_dice']:.3f} | {dice:.3f} | {entry['case_id']} | {ref:.2%} | {b:.2%} |", flush=True)
+
+
+def _run_transformer(run: Path, epochs: int, datalist: str, overrides: dict, what: str) -> tuple[dict, Path, float]:
+    """The CTP transformer on the comparison's split with ``overrides``: its result, its test predictions' folder and
+    its mean test Dice; ``what`` names the run in the error that stops the script when it fails."""
+    _, results = compare("isles2018", TRANSFORMER, "cpu", str(run), epochs=epochs, datalist=datalist, overrides=overrides, progress=False)
+    r = results[0]
+    if r["status"] != "done":
+        raise SystemExit(f"{what}: {r['error']}")
+    return r, Path(r["predictions"]), json.loads((Path(r["evaluation"]) / "summary.json").read_text())["metrics"]["dice"]["mean"]
+
+
+def _marked_share(path) -> float:
+    """The share of a mask's voxels that are marked."""
+    return float((np.asarray(nib.load(str(path)).dataobj) > 0).mean())
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
