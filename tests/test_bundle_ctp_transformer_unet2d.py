@@ -31,7 +31,7 @@ def tfa_auc(out: Path, entries: list[dict]) -> float:
     return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
 
 
-def test_both_stages_beat_untrained_models(trained, tmp_path):
+def test_both_stages_beat_untrained_models(trained, tmp_path, monkeypatch):
     root, data, datalist = trained(BUNDLE)
     fold = root / "models" / "fold0"
     for name in ("transformer.pt", "model.pt"):
@@ -78,18 +78,36 @@ def test_both_stages_beat_untrained_models(trained, tmp_path):
         baseline = np.asarray(nib.load(tmp_path / "trained" / "threshold" / f"{e['case_id']}.nii.gz").dataobj)
         assert tfa.min() >= 0.0 and tfa.max() <= 1.0 and np.array_equal(baseline > 0, tfa >= cut)  # AsDiscreted(threshold=cut)
 
-    # the second stage's config, once its transformer exists (on one training and one validation case: each
-    # volume's TFA map is computed as the datasets are built)
-    wf = ConfigWorkflow(
-        config_file=config_files(BUNDLE, "train.json"),
-        workflow_type="train",
-        bundle_root=str(root),
-        dataset_dir=str(data),
-        datalist=str(datalist),
-        **{**CPU, "num_workers": 0, "train#dataset#data": "$@split[0][:1]", "validate#dataset#data": "$@split[1][:1]"},
-    )
-    wf.initialize()
-    assert not wf.check_properties()
+    # the second stage's config again, once its transformer exists (on one training and one validation case: each
+    # volume's TFA map is made as the datasets are built). The smoke run above computed and kept those maps, so a
+    # second run with the same settings and part-A weights reads every one back; another TFA step, or other part-A
+    # weights, compute them anew.
+    from strokezoo.transforms import tfa_inputs
+
+    computed = []
+    real_tfa_map = tfa_inputs.tfa_map
+    monkeypatch.setattr(tfa_inputs, "tfa_map", lambda *args, **kwargs: computed.append(1) or real_tfa_map(*args, **kwargs))
+
+    def stage_b_maps_computed(**keys) -> int:
+        computed.clear()
+        wf = ConfigWorkflow(
+            config_file=config_files(BUNDLE, "train.json"),
+            workflow_type="train",
+            bundle_root=str(root),
+            dataset_dir=str(data),
+            datalist=str(datalist),
+            **{**CPU, "num_workers": 0, "train#dataset#data": "$@split[0][:1]", "validate#dataset#data": "$@split[1][:1]", **keys},
+        )
+        wf.initialize()
+        assert not wf.check_properties()
+        wf.parser.get_parsed_content("train#dataset")
+        wf.parser.get_parsed_content("validate#dataset")
+        return len(computed)
+
+    assert stage_b_maps_computed() == 0
+    step = json.loads((CONFIGS / "inference.json").read_text())["tfa_step"]
+    assert stage_b_maps_computed(tfa_step=2 * step) == 2
+    assert stage_b_maps_computed(transformer_path=str(untrained_transformer)) == 2
 
     # ensemble.json joins each fold's two checkpoints into the one that inference.json loads (here: fold 0 only)
     ens = ConfigWorkflow(config_file=str(CONFIGS / "ensemble.json"), workflow_type="infer", bundle_root=str(root), ensemble_folds=[0])
