@@ -9,12 +9,16 @@ import hashlib
 import itertools
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from strokezoo.compare import bootstrap_ci, bundle_split, compare, inference_workflow, methods_of, paired_wilcoxon, split_overrides
 from strokezoo.compare import stock as stock_module
+
+REPO = Path(__file__).resolve().parents[1]
 
 BUNDLE = "stroke_dwi_crossdomain_unet2d"
 
@@ -332,3 +336,27 @@ def test_the_cpu_size_adds_a_bundle_s_comparison_config(tmp_path, monkeypatch, s
     _, results = compare("isles2017", bundle, size, str(tmp_path / "out"), progress=False, datalist=str(tmp_path / "datalist.json"))
     assert "recorded" in results[0]["error"] and len(seen) == 1
     assert (seen[0].get("features") == wide["features"]) == (size == "cpu")
+
+
+def test_a_bundle_s_stored_results_survive_a_metadata_version_bump_but_not_a_config_change(tmp_path):
+    """The resume key of a bundle's results (``protocol._files_key`` over its configs) ignores the metadata fields
+    that do not change what the bundle computes (version, changelog, smoke epochs, …) and follows everything else."""
+    from strokezoo.compare import protocol
+
+    configs = tmp_path / "configs"
+    shutil.copytree(REPO / "bundles" / "stroke_ct_boundary_attention_unet2d" / "configs", configs)
+
+    def key() -> str:
+        return protocol._files_key(sorted(configs.glob("*.json")))
+
+    before = key()
+    meta = json.loads((configs / "metadata.json").read_text())
+    (configs / "metadata.json").write_text(json.dumps({**meta, "version": "9.9.9", "changelog": {"9.9.9": "x"}, "smoke_epochs": 1}, indent=4))
+    assert key() == before
+    (configs / "metadata.json").write_text(json.dumps({**meta, "training_stages": ["other.json"]}, indent=4))
+    assert key() != before
+    (configs / "metadata.json").write_text(json.dumps(meta, indent=4))
+    assert key() == before
+    train = json.loads((configs / "train.json").read_text())
+    (configs / "train.json").write_text(json.dumps({**train, "learning_rate": 0.5}, indent=4))
+    assert key() != before

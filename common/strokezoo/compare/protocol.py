@@ -85,8 +85,26 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: metadata.json's fields that describe a bundle without changing what it computes: editing them (a version bump,
+#: a changelog line, the smoke run's epochs, which the comparison does not use) keeps a bundle's stored results
+DESCRIPTIVE_METADATA = (
+    "version", "changelog", "authors", "copyright", "references", "description", "task", "intended_use", "data_source",
+    "eval_metrics", "image_classes", "label_classes", "pred_classes", "monai_version", "pytorch_version", "numpy_version",
+    "required_packages_version", "optional_packages_version", "smoke_epochs", "schema",
+)  # fmt: skip
+
+
 def _files_key(paths: list[Path]) -> str:
-    return _key(*((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths))
+    """What a run read from ``paths``: each file's bytes, and of a ``metadata.json`` all but its
+    :data:`DESCRIPTIVE_METADATA`."""
+
+    def content(p: Path) -> str:
+        if p.name != "metadata.json":
+            return hashlib.sha256(p.read_bytes()).hexdigest()
+        meta = {k: v for k, v in json.loads(p.read_text()).items() if k not in DESCRIPTIVE_METADATA}
+        return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+    return _key(*((p.name, content(p)) for p in paths))
 
 
 def _run_bundle(
