@@ -1,5 +1,6 @@
 """DICOM series in: found by their headers (pydicom), checked for a whole, evenly spaced volume, and read with ITK
-(GDCM) into a NIfTI file on the series' own grid.
+(GDCM, through SimpleITK, which loads in 0.2 s where ITK's Python IO modules take 6 s) into a NIfTI file on the
+series' own grid.
 
 A series is the set of instances that share a SeriesInstanceUID. Its images must share one orientation, matrix and
 pixel spacing, and their positions along the slice normal must be evenly spaced; several images at every position
@@ -301,25 +302,25 @@ def _read_frames(series: DicomSeries, volumes: list[list[int]]) -> tuple[list[np
 
 
 def read_series(series: DicomSeries, path: str | os.PathLike) -> Path:
-    """Read ``series`` with ITK (GDCM; rescale slope and intercept applied; an enhanced series' frames with pydicom,
-    on the geometry ITK gives a single-frame one) and write it to the NIfTI file ``path``
+    """Read ``series`` with ITK's GDCM reader, through SimpleITK (rescale slope and intercept applied; an enhanced
+    series' frames with pydicom, on the geometry ITK gives a single-frame one) and write it to the NIfTI file ``path``
     (float32; 4D ``(x, y, z, t)`` for several frames) on the series' grid. Raises :class:`InputError` naming the
     series when it does not make a whole, evenly spaced volume or ITK cannot read it."""
     frames = _frames(series)
     if series.frames:
         volumes, lps = _read_frames(series, frames)
     else:
-        import itk
+        import SimpleITK as sitk
 
         volumes = []
         for indices in frames:
             files = [series.files[i] for i in indices]
             try:
-                image = itk.imread([str(f) for f in files], itk.F, imageio=itk.GDCMImageIO.New())
+                image = sitk.ReadImage([str(f) for f in files], sitk.sitkFloat32, imageIO="GDCMImageIO")
             except Exception as e:  # noqa: BLE001 - ITK raises RuntimeError and others for any unreadable file
                 raise InputError(files[0], f"{series.label}: ITK cannot read it: {str(e).strip().splitlines()[-1][:300]}") from None
-            volumes.append(itk.array_from_image(image).transpose(2, 1, 0))
-        direction = np.asarray(image.GetDirection(), float)
+            volumes.append(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+        direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
         lps = np.eye(4)
         lps[:3, :3] = direction * np.asarray(image.GetSpacing(), float)[None, :]
         lps[:3, 3] = np.asarray(image.GetOrigin(), float)
