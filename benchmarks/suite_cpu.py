@@ -3,7 +3,8 @@
 Runs ``pytest -n 2 --dist worksteal -q tests`` (``make test``'s command) with a ``sitecustomize`` on PYTHONPATH that
 appends, at every Python process's exit, its CPU seconds and command line to a log; then prints the log as a Markdown
 table, with the fixed start-up costs measured in fresh interpreters (``import monai``; SimpleITK, which every process
-that mirror-registers loads, beside ITK's Python registration modules, which it loaded before). A process ended by a signal runs no exit hook and is not counted.
+that mirror-registers loads, beside ITK's Python registration modules, which it loaded before). A process ended by a
+signal runs no exit hook and is not counted.
 
 Usage: python benchmarks/suite_cpu.py [--log FILE]   (with --log and no --run: only tabulate an existing log)
        python benchmarks/suite_cpu.py --run [--log FILE]
@@ -86,7 +87,8 @@ def main() -> None:
     print(f"\nstart-up, median of 3 fresh interpreters: `import monai` {startup_seconds('import monai'):.1f} s; ", end="")
     sitk = "import SimpleITK as sitk; sitk.ImageRegistrationMethod(); sitk.VersorRigid3DTransform()"
     itk = "import itk; itk.VersorRigid3DTransform; itk.ImageRegistrationMethodv4; itk.MattesMutualInformationImageToImageMetricv4"
-    print(f"the mirror registration's SimpleITK {startup_seconds(sitk):.1f} s, against ITK's Python registration modules {startup_seconds(itk):.1f} s (python included)")
+    print(f"the mirror registration's SimpleITK {startup_seconds(sitk):.1f} s, ", end="")
+    print(f"against ITK's Python registration modules {startup_seconds(itk):.1f} s (python included)")
 
 
 if __name__ == "__main__":

@@ -367,7 +367,8 @@ def compare(
     OUT/leaderboard.md, leaderboard.csv and dice.png (mean, SD, bootstrap CI, Wilcoxon p against BasicUNet with
     Holm's correction; a stock baseline that learnt nothing is marked so and is never the bar). Exits 1 if a method
     failed (the others still run and are reported). Methods that finished with the same settings are not run again,
-    split by split. --difficulty: of the synthetic cohort (0 easy to 1 hard; default 0.5, the generator's).
+    split by split (a bundle's settings: its configs, and of its metadata what changes the run, not its version or
+    changelog). --difficulty: of the synthetic cohort (0 easy to 1 hard; default 0.5, the generator's).
 
     Cohorts: isles2018, isles2022, isles2017, isles2015-siss, or all (each into OUT/<cohort>/). Sizes: smoke (CPU-sized, 1 epoch), cpu (CPU-sized,
     every method the cohort's epochs: isles2018 40, isles2022 20, isles2017 25, isles2015-siss 2), paper (the configs as
