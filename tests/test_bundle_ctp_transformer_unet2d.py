@@ -31,6 +31,20 @@ def tfa_auc(out: Path, entries: list[dict]) -> float:
     return float(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
 
 
+def stage_b_workflow(root: Path, data: Path, datalist: Path, **keys) -> ConfigWorkflow:
+    """Stage B's training config (train.json) at CPU size, without loader workers, initialised on ``root``."""
+    wf = ConfigWorkflow(
+        config_file=config_files(BUNDLE, "train.json"),
+        workflow_type="train",
+        bundle_root=str(root),
+        dataset_dir=str(data),
+        datalist=str(datalist),
+        **{**CPU, "num_workers": 0, **keys},
+    )
+    wf.initialize()
+    return wf
+
+
 def test_both_stages_beat_untrained_models(trained, tmp_path, monkeypatch):
     root, data, datalist = trained(BUNDLE)
     fold = root / "models" / "fold0"
@@ -90,15 +104,7 @@ def test_both_stages_beat_untrained_models(trained, tmp_path, monkeypatch):
 
     def stage_b_maps_computed(**keys) -> int:
         computed.clear()
-        wf = ConfigWorkflow(
-            config_file=config_files(BUNDLE, "train.json"),
-            workflow_type="train",
-            bundle_root=str(root),
-            dataset_dir=str(data),
-            datalist=str(datalist),
-            **{**CPU, "num_workers": 0, "train#dataset#data": "$@split[0][:1]", "validate#dataset#data": "$@split[1][:1]", **keys},
-        )
-        wf.initialize()
+        wf = stage_b_workflow(root, data, datalist, **{"train#dataset#data": "$@split[0][:1]", "validate#dataset#data": "$@split[1][:1]", **keys})
         assert not wf.check_properties()
         wf.parser.get_parsed_content("train#dataset")
         wf.parser.get_parsed_content("validate#dataset")
@@ -128,15 +134,7 @@ def test_both_stages_beat_untrained_models(trained, tmp_path, monkeypatch):
 
 def test_stage_b_refuses_to_start_without_its_transformer(cohort12, tmp_path):
     data, datalist = cohort12(BUNDLE)
-    wf = ConfigWorkflow(
-        config_file=config_files(BUNDLE, "train.json"),
-        workflow_type="train",
-        bundle_root=str(tmp_path),
-        dataset_dir=str(data),
-        datalist=str(datalist),
-        **{**CPU, "num_workers": 0},
-    )
-    wf.initialize()
+    wf = stage_b_workflow(tmp_path, data, datalist)
     try:
         wf.parser.get_parsed_content("train#deterministic_transforms")
     except Exception as e:  # MONAI wraps the error of the component it instantiates
