@@ -108,7 +108,7 @@ def measure_train(a: argparse.Namespace, out: Path, data: Path, datalist: Path) 
             torch.save(p.get_parsed_content("transformer_def").state_dict(), path)
         t = time.perf_counter()
         trainer = p.get_parsed_content("train#trainer")
-        loader = p.get_parsed_content("train#dataloader")
+        loader = trainer.data_loader
         build_s = time.perf_counter() - t
         steps = min(a.steps, len(loader)) if a.steps else len(loader)
         if steps < 3:

@@ -64,7 +64,7 @@ def measure(bundle: str, stage: str, a: argparse.Namespace, out: Path, data: Pat
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(p.get_parsed_content("transformer_def").state_dict(), path)
     trainer = p.get_parsed_content("train#trainer")  # a step is the trainer's own iteration (custom trainers too)
-    loader = p.get_parsed_content("train#dataloader")
+    loader = trainer.data_loader
     trained_cases = len({e["case_id"] for e in loader.dataset.data}) if hasattr(loader.dataset, "data") else cases
     steps = a.warmup + a.steps
     waits, totals, samples = [], [], 0

@@ -498,7 +498,7 @@ def _unknown_override_keys(bundle: str, override: dict) -> list[str]:
     """Keys of ``override`` that name nothing in the bundle's base configs (training stages and inference.json) and
     that no config of the bundle references as ``@key``: MONAI adds such a key silently, so a misspelt override
     would do nothing. ``_desc_`` notes and ``+`` merge keys (checked without the ``+``) are allowed, and so is a new
-    argument of an existing component (``train#dataloader#sampler``: a misspelt one fails loudly when built)."""
+    argument of an existing component (``train#trainer#epoch_length``: a misspelt one fails loudly when built)."""
 
     base: dict = {}
     for name in _BASE:

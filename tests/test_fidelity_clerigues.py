@@ -55,7 +55,7 @@ PAPER: list[Row] = [
     ("3.3, 3.4", "patches of 24x24x16 voxels", lambda: list(train("train#dataset#patch_size")), [24, 24, 16]),
     ("4.1", "10,000 patches per case", lambda: train("train#dataset#num_patches"), 10000),
     ("3.3", "half the patches centred on lesion", lambda: train("train#dataset#lesion_fraction"), 0.5),
-    ("3.4", "batch of 16 patches", lambda: train("train#dataloader#batch_size"), 16),
+    ("3.4", "batch of 16 patches", lambda: train("train#trainer#batch_size"), 16),
     ("3.4", "Adadelta optimiser", lambda: type(train("optimizer")).__name__, "Adadelta"),
     ("3.2, Eq. 1", "focal loss, gamma = 2", lambda: (isinstance(train("loss"), FocalLoss), train("loss").gamma), (True, 2.0)),
     ("3.2, Eq. 1", "one focal term per voxel, for its true class (averaged over voxels)", lambda: type(train("loss")).__name__, "VoxelFocalLoss"),

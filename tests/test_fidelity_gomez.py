@@ -40,12 +40,23 @@ def deg(radians: float) -> float:
     return round(math.degrees(radians), 6)
 
 
+def random_transforms(p: ConfigParser) -> list[Any]:
+    """The training's random transforms, each ``Compose`` among them (``SliceAugmentationd``) opened."""
+    from monai.transforms import Compose
+
+    def flat(ts):
+        return [x for t in ts for x in (flat(t.transforms) if isinstance(t, Compose) else [t])]
+
+    return flat(built(p, "train#random_transforms"))
+
+
 def augmentations(p: ConfigParser) -> list[str]:
-    return [type(t).__name__ for t in built(p, "train#random_transforms")]
+    return [type(t).__name__ for t in random_transforms(p)]
 
 
 def rotation_degrees(p: ConfigParser) -> list[float]:
-    return [deg(r) for r in transform(p, "train#random_transforms", "RandRotated").rand_rotate.range_x]
+    (rotation,) = [t for t in random_transforms(p) if type(t).__name__ == "RandRotated"]
+    return [deg(r) for r in rotation.rand_rotate.range_x]
 
 
 def min_max(p: ConfigParser) -> tuple[float, float]:
@@ -66,7 +77,7 @@ def slice_size(p: ConfigParser) -> list[int]:
 
 
 def flip_axes(p: ConfigParser) -> list[int]:
-    return sorted(int(t.flipper.spatial_axis) for t in built(p, "train#random_transforms") if type(t).__name__ == "RandFlipd")
+    return sorted(int(t.flipper.spatial_axis) for t in random_transforms(p) if type(t).__name__ == "RandFlipd")
 
 
 Row = tuple[str, str, Callable[[ConfigParser], Any], Any]
@@ -83,7 +94,7 @@ THESIS_TRAINING: list[Row] = [
     ("5.2", "600 epochs", lambda p: built(p, "lr_scheduler").t_total, 600),
     ("5.2", "linear warm-up over the first 90 epochs", lambda p: built(p, "lr_scheduler").warmup_steps, 90),
     ("5.2", "then cosine decay (510 epochs)", lambda p: type(built(p, "lr_scheduler")).__name__, "WarmupCosineSchedule"),
-    ("5.2", "batch size 32", lambda p: built(p, "train#dataloader#batch_size"), 32),
+    ("5.2", "batch size 32", lambda p: built(p, "train#trainer#batch_size"), 32),
     ("5.2", "six processing levels", lambda p: len(built(p, "network_def").features), 6),
     ("5.2", "deep supervision weights W = {0.03, 0.045, 0.05, 0.125, 0.25, 0.5}", lambda p: sorted(built(p, "loss").weights), sorted(W)),
     ("5.2", "finer outputs weigh more (0.5 on the full-resolution output)", lambda p: built(p, "loss").weights[0], 0.5),
@@ -120,7 +131,7 @@ PAPER: dict[str, list[Row]] = {
         ("2.3", "decay 1e-5", lambda p: built(p, "optimizer").defaults["weight_decay"], 1e-5),
         ("2.3", "300 epochs", lambda p: built(p, "lr_scheduler").t_total, 300),
         ("2.3", "linear warm-up over the first 90 epochs, then 210 of cosine decay", lambda p: built(p, "lr_scheduler").warmup_steps, 90),
-        ("2.3", "batch size 16", lambda p: built(p, "train#dataloader#batch_size"), 16),
+        ("2.3", "batch size 16", lambda p: built(p, "train#trainer#batch_size"), 16),
         ("2.3", "32, 64, 128, 256, 512 filters and 1024 in the bottleneck", lambda p: list(built(p, "network_def").features), [32, 64, 128, 256, 512, 1024]),
         ("2.3", "focal loss gamma = 2", lambda p: built(p, "pixel_loss").gamma, 2.0),
         ("2.2 Eq. 1, 2.3", "alpha = 0.25, one factor on every term", lambda p: (built(p, "loss").loss.scale, built(p, "pixel_loss").alpha), (0.25, None)),

@@ -72,7 +72,7 @@ PAPER: list[Row] = [
         lambda: (dict(train("lr_scheduler").milestones), train("lr_scheduler").gamma, train("epochs")),
         ({180: 1}, 0.2, 300),
     ),
-    ("4.1", "batch of 5", lambda: (train("batch_size"), config().get("train#dataloader#batch_size")), (5, "@batch_size")),
+    ("4.1", "batch of 5", lambda: (train("batch_size"), config().get("train#trainer#batch_size")), (5, "@batch_size")),
     ("4.1", "Xavier initialisation of every network", lambda: config().get("network").startswith("$strokezoo.networks.xavier_init(@network_def)"), True),
     (
         "4.1",

@@ -237,16 +237,18 @@ def test_framework_outputs_on_any_slice_size_and_the_loss_terms():
     assert y.shape == (2, 4, 37, 45) and torch.equal(y[:, 2:3], net(x, reference=target["dwi"])["pseudo_dwi"])
 
 
-def test_trainer_updates_only_the_trained_parts():
+def test_trainer_updates_only_the_trained_parts(tmp_path):
     x, target = batch(n=3, h=32, w=32)
-    data = [{"image": x, **target}] * 2
+    data = [{"image": x[i], **{k: v[i] for k, v in target.items()}} for i in range(3)] * 2
     for parts in (["generator"], ["extractor", "generator", "segmenter"]):
         net = small_framework()
         before = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = PseudoDWITrainer(
-            device=torch.device("cpu"),
+            dataset=data,
+            batch_size=3,
+            checkpoint=tmp_path / f"{len(parts)}.pt",
+            progress_bar=False,
             max_epochs=1,
-            train_data_loader=data,
             network=net,
             loss_function=PseudoDWILoss(),
             optimizer=torch.optim.RMSprop(net.parameters(), lr=2e-3),

@@ -94,6 +94,33 @@ def test_fold_model_outputs_unet_logits_and_the_tfa_map():
     torch.testing.assert_close(inputs[:, 2], x[:, :4].amax(1))  # MI: the maximum over the series' frames
 
 
+def test_under_bf16_autocast_the_u_net_runs_in_float32_when_asked():
+    """``unet_fp32``: inside a bf16 autocast region the transformer runs in bf16 and the U-Net in float32, on the
+    float32 copy of its inputs; its logits then equal an fp32 U-Net's on those inputs. Without the flag the U-Net
+    runs in bf16 too."""
+    net = small_transformer()
+    torch.manual_seed(2)
+    unet = DynUNet(2, 3, 2, kernel_size=[3, 3, 3, 3], strides=[1, 2, 2, 2], upsample_kernel_size=[2, 2, 2], filters=[4, 8, 8, 8], norm_name="batch").eval()
+    x = torch.rand(2, 8, 16, 16)
+    seen = []
+    unet.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, out.dtype)))
+    for flag, dtype in ((True, torch.float32), (False, torch.bfloat16)):
+        seen.clear()
+        model = TFAUNet(net, unet, step=2, unet_fp32=flag).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        assert len(seen) == 1 and seen[0][1] == dtype, (flag, seen)
+        if flag:
+            assert seen[0][0] == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = TFAUNet(net, unet, step=2, unet_fp32=True).eval()(x)
+        tfa = tfa_map(net, x, 2)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        expected = unet(unet_inputs(x, tfa.float(), frames=4))
+    torch.testing.assert_close(out[:, :2], expected)
+
+
 class Fixed(torch.nn.Module):
     def __init__(self, out: torch.Tensor) -> None:
         super().__init__()

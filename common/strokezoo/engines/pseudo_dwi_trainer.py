@@ -1,6 +1,6 @@
 """The trainer of Wang et al., MedIA 2020 (Sec. 3.4): three networks and three losses in one step.
 
-MONAI's ``SupervisedTrainer`` with two changes: the batch brings the targets of all three losses (the label,
+The bundles' :class:`~strokezoo.engines.Trainer` (MONAI's ``SupervisedTrainer``) with two changes: the batch brings the targets of all three losses (the label,
 the DWI and the weight map A) and the reference DWI goes into the forward pass, so that the context encoder Φ_c
 runs inside the (possibly distributed) network; and the loss terms L_s, L_g, L_e of each step are added to the
 engine output for the log. ``parts`` selects what learns: all three end-to-end (the paper), or one network at
@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.engines import IterationEvents, SupervisedTrainer
+from monai.engines import IterationEvents
 from monai.utils import CommonKeys
 
 from ..networks.pseudo_dwi_slnet import PARTS
+from .stage import Trainer
 
 __all__ = ["PseudoDWITrainer", "PseudoDWIBatch"]
 
@@ -44,12 +45,12 @@ class PseudoDWIBatch:
         return move(batchdata[self.image_key]), targets, (), {"reference": targets[self.reference_key]}
 
 
-class PseudoDWITrainer(SupervisedTrainer):
-    """``SupervisedTrainer`` for :class:`~strokezoo.networks.PseudoDWISLNet` and :class:`~strokezoo.losses.PseudoDWILoss`.
+class PseudoDWITrainer(Trainer):
+    """:class:`~strokezoo.engines.Trainer` for :class:`~strokezoo.networks.PseudoDWISLNet` and :class:`~strokezoo.losses.PseudoDWILoss`.
 
     Args:
         parts: the networks that learn; sets the network's ``trained_parts`` and the loss's ``parts``.
-        All other arguments are ``SupervisedTrainer``'s; ``prepare_batch`` defaults to :class:`PseudoDWIBatch`.
+        All other arguments are :class:`~strokezoo.engines.Trainer`'s; ``prepare_batch`` defaults to :class:`PseudoDWIBatch`.
     """
 
     def __init__(self, *args, parts: Sequence[str] = PARTS, **kwargs) -> None:

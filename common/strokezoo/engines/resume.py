@@ -50,7 +50,7 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.
 class SaveBestNetwork:
     """Save ``network``'s state dict to ``path`` (rank 0 only, atomically) after each validation that sets a new best.
 
-    Attach it to the validator (``validate#handlers``). ``then`` (e.g. a
+    Attach it to the validator (:class:`~strokezoo.engines.ValidationRoutine` does). ``then`` (e.g. a
     :class:`~strokezoo.networks.ServedEnsemble`) is called after each save.
     """
 
@@ -74,7 +74,7 @@ class SaveBestNetwork:
 class ResumeCheckpoint:
     """Save the training state at every ``EPOCH_COMPLETED`` (rank 0 only) and, with ``resume``, load it at ``STARTED``.
 
-    Attach it after the validation and learning-rate handlers (last in ``train#handlers``), so that the state it
+    Attach it after the validation and learning-rate handlers (:class:`~strokezoo.engines.TrainingRoutine` does), so that the state it
     saves includes the epoch's validation and scheduler step.
 
     Args:

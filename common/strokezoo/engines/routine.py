@@ -1,19 +1,19 @@
 """What every bundle's training and validation do besides the paper's method, written once for all six.
 
-A bundle's ``train.json`` names these with ``_target_`` where it would otherwise list MONAI's handlers one by one:
+The bundles' engines attach these where a config would otherwise list MONAI's handlers one by one:
 
-* :class:`TrainingRoutine` (in ``train#handlers``): the learning-rate step, validation every ``val_interval``
+* :class:`TrainingRoutine` (attached by :class:`~strokezoo.engines.Trainer`): the learning-rate step, validation every ``val_interval``
   epochs, the loss on the console and in TensorBoard, the progress bar, and the resumable training state
   (:class:`~strokezoo.engines.ResumeCheckpoint`), in that order, so that the state saved after an epoch includes
   its validation and its scheduler step;
-* :class:`ValidationRoutine` (in ``validate#handlers``): the validation metrics on the console and in TensorBoard,
+* :class:`ValidationRoutine` (attached by :class:`~strokezoo.engines.Validator`): the validation metrics on the console and in TensorBoard,
   and the best network (:class:`~strokezoo.engines.SaveBestNetwork`);
 * :class:`InferenceRoutine` (in ``inference.json``'s ``handlers``): the trained weights loaded before the first
   case (``weights_only``), and the run's figures on the console.
 
 Logging runs on rank 0 only; every rank validates and steps its scheduler. ``train#handlers`` stays a list of
-handler configs (MONAI Label inserts its ``CheckpointLoader`` there), and each argument still comes from a key the
-command line can set (``--val_interval 5``, ``--progress_bar False``, ``--resume True``).
+further handler configs (MONAI Label inserts its ``CheckpointLoader`` there), and each argument still comes from a
+key the command line can set (``--val_interval 5``, ``--progress_bar False``, ``--resume True``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class TrainingRoutine:
     """Attach to a trainer the handlers every bundle's training runs (module docstring).
 
     Args:
-        validator: the evaluator run every ``val_interval`` epochs (``@validate#evaluator``).
+        validator: the evaluator run every ``val_interval`` epochs (``@validate#evaluator``); ``None``: no validation.
         checkpoint: the resumable training state's file (``models/last.pt``); saved after every epoch.
         resume: start after the epoch saved in ``checkpoint`` when it exists.
         log_dir: TensorBoard's folder.
@@ -46,7 +46,7 @@ class TrainingRoutine:
 
     def __init__(
         self,
-        validator: Engine,
+        validator: Engine | None,
         checkpoint: str | os.PathLike,
         resume: bool = False,
         log_dir: str | os.PathLike | None = None,
@@ -65,7 +65,8 @@ class TrainingRoutine:
     def attach(self, engine: Engine) -> None:
         if self.lr_scheduler is not None:
             LrScheduleHandler(self.lr_scheduler, epoch_level=True, print_lr=True).attach(engine)
-        ValidationHandler(interval=self.val_interval, validator=self.validator, epoch_level=True).attach(engine)
+        if self.validator is not None:
+            ValidationHandler(interval=self.val_interval, validator=self.validator, epoch_level=True).attach(engine)
         if is_rank0():
             loss = from_engine(["loss"], first=True)
             StatsHandler(tag_name="train_loss", output_transform=loss).attach(engine)

@@ -35,19 +35,29 @@ class TFAUNet(nn.Module):
         tfa_batch_size: patches per transformer batch.
         divisor: the U-Net's input is zero-padded to a multiple of this (2 ** down-sampling steps) and its output
             cropped back.
+        unet_fp32: run the U-Net in float32 even under autocast (bf16 inference keeps the transformer, the costly
+            part, in bf16, and the mask's decisions in float32).
 
     Output ``(B, 3, H, W)``: the U-Net's logits (background, infarct core) and, in channel 2, the TFA probability map.
     """
 
-    def __init__(self, transformer: TFATransformer, unet: nn.Module, step: int = 2, tfa_batch_size: int = 4096, divisor: int = 8) -> None:
+    def __init__(
+        self, transformer: TFATransformer, unet: nn.Module, step: int = 2, tfa_batch_size: int = 4096, divisor: int = 8, unet_fp32: bool = False
+    ) -> None:
         super().__init__()
         self.transformer, self.unet = transformer, unet
         self.step, self.tfa_batch_size, self.divisor = step, tfa_batch_size, divisor
+        self.unet_fp32 = bool(unet_fp32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tfa = tfa_map(self.transformer, x, self.step, self.tfa_batch_size)
         inputs = unet_inputs(x, tfa, self.transformer.frames)
         h, w = inputs.shape[-2:]
         pad_h, pad_w = -h % self.divisor, -w % self.divisor
-        logits = self.unet(F.pad(inputs, (0, pad_w, 0, pad_h)))[..., :h, :w]
+        inputs = F.pad(inputs, (0, pad_w, 0, pad_h))
+        if self.unet_fp32 and torch.is_autocast_enabled(inputs.device.type):
+            with torch.autocast(inputs.device.type, enabled=False):
+                logits = self.unet(inputs.float())[..., :h, :w]
+            return torch.cat([logits, tfa.float()], dim=1)
+        logits = self.unet(inputs)[..., :h, :w]
         return torch.cat([logits, tfa], dim=1)
