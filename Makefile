@@ -20,10 +20,12 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/strokezoo demo --out $(DEMO_DIR)
 
+# Two pytest workers on two cores: one compute thread per process (OMP_NUM_THREADS=1), so that a worker and the
+# bundle run it waits on do not start four threads on two cores (docs/benchmarks.md).
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --dist worksteal -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist worksteal -q tests
 
 # MONAI Label's annotate, train and infer loop with every exported bundle (integration/test_monailabel.py;
 # docs/monailabel.md). Not part of `make test`: MONAI Label 0.8.5 and its dependencies (SAM 2, torchvision and the

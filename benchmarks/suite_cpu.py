@@ -1,6 +1,7 @@
 """Where the test suite's CPU time goes: each Python process's own CPU seconds, grouped by what it runs.
 
-Runs ``pytest -n 2 --dist worksteal -q tests`` (``make test``'s command) with a ``sitecustomize`` on PYTHONPATH that
+Runs ``pytest -n 2 --dist worksteal -q tests`` (``make test``'s command, one compute thread per process unless
+OMP_NUM_THREADS says otherwise) with a ``sitecustomize`` on PYTHONPATH that
 appends, at every Python process's exit, its CPU seconds and command line to a log; then prints the log as a Markdown
 table, with the fixed start-up costs measured in fresh interpreters (``import monai``; SimpleITK, which every process
 that mirror-registers loads, beside ITK's Python registration modules, which it loaded before). A process ended by a
@@ -70,7 +71,8 @@ def main() -> None:
     if args.run:
         hook_dir = Path(tempfile.mkdtemp(prefix="suite_cpu_hook_"))
         (hook_dir / "sitecustomize.py").write_text(HOOK)
-        env = {**os.environ, "SUITE_CPU_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(hook_dir), str(REPO / "common"), os.environ.get("PYTHONPATH", "")])}
+        path = os.pathsep.join([str(hook_dir), str(REPO / "common"), os.environ.get("PYTHONPATH", "")])
+        env = {"OMP_NUM_THREADS": "1", **os.environ, "SUITE_CPU_LOG": str(log), "PYTHONPATH": path}
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "worksteal", "-q", "tests", "-p", "no:cacheprovider"], cwd=REPO, env=env)
         print(f"pytest exit {r.returncode}, {time.perf_counter() - t0:.0f} s wall; per-process log: {log}")
