@@ -41,8 +41,8 @@ training split's maps (the paper does not say whose maps part B trains on; the b
 the same fold on its own training cases).
 
 ``partb``: part B of the CTP transformer with each network, on the ISLES 2018 comparison's split at its budget
-(12 patients, difficulty 0, with its own augmentation): MONAI's ``DynUNet`` as shipped and the paper's max-pooling
-U-Net (``configs/unet_maxpool.json``), printing part B's best validation Dice, the test Dice (fold 0), and per test
+(12 patients, difficulty 0, with its own augmentation): MONAI's ``DynUNet`` (``configs/unet_strided.json``) and the
+paper's max-pooling U-Net as shipped, printing part B's best validation Dice, the test Dice (fold 0), and per test
 study the share that part B marks as core beside the reference's. ``--epochs`` gives the budgets.
 
 Usage:
@@ -273,7 +273,7 @@ def stacking(out: Path) -> None:
 _SELECT = "strokezoo.data.datalist.select_entries(@datalist_path, 'training'"
 
 #: part B's networks compared by ``partb``: label -> the override config over the shipped one (None: as shipped)
-PART_B = {"DynUNet (as shipped)": None, "the paper's max-pooling U-Net (configs/unet_maxpool.json)": "unet_maxpool.json"}
+PART_B = {"DynUNet (configs/unet_strided.json)": "unet_strided.json", "the paper's max-pooling U-Net (as shipped)": None}
 
 
 def partb(out: Path, epochs: list[int]) -> None:

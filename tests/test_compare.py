@@ -53,7 +53,7 @@ def test_every_cohort_lists_its_bundles_the_stock_baselines_and_its_rule():
         "stroke_ct_boundary_attention_unet2d",
         "stroke_ctp_pseudodwi_slnet2d",
         "stroke_ctp_transformer_unet2d",
-        "stroke_ctp_transformer_unet2d+unet_maxpool",  # the paper's max-pooling U-Net for part B (configs/unet_maxpool.json)
+        "stroke_ctp_transformer_unet2d+unet_strided",  # part B as a strided DynUNet, not the paper (configs/unet_strided.json)
         "basicunet",
         "dynunet",
         "threshold_rcbf",

@@ -32,7 +32,18 @@ def part_b(key: str) -> Any:
 
 
 def downsamplings() -> int:
-    return sum(1 for s in part_b("network_def").strides if s != 1 and s != [1, 1])
+    """The 2x2 max-poolings a 64 x 64 slice passes through in part B's built network (no strided convolution)."""
+    import torch
+    from torch import nn
+
+    net, pooled = part_b("network_def").eval(), []
+    assert not [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
+    hooks = [m.register_forward_hook(lambda m, i, o: pooled.append(o.shape[-1])) for m in net.modules() if isinstance(m, nn.MaxPool2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    return len(pooled)
 
 
 def first_conv_inputs() -> int:
@@ -95,16 +106,17 @@ def test_the_config_says_what_the_paper_states(row: Row):
     assert read() == stated, (section, statement)
 
 
-def test_the_paper_s_traditional_u_net_is_a_config_away_three_max_poolings_on_three_inputs():
-    """Part B's "traditional" U-Net with three down-sampling layers: ``configs/unet_maxpool.json`` over train.json builds
-    the project's CrossAttentionUNet without gates or deep supervision, which down-samples by 2x2 max-pooling only
-    (the default ``DynUNet`` by stride-2 convolutions: a deviation, docs/README.md)."""
+@pytest.mark.parametrize("config", ["train.json", "inference.json"])
+def test_part_b_is_the_paper_s_traditional_u_net_three_max_poolings_on_three_inputs(config):
+    """Part B's "traditional" U-Net with three down-sampling layers, in training and in inference: the project's
+    CrossAttentionUNet without gates or deep supervision, which down-samples by 2x2 max-pooling only
+    (``configs/unet_strided.json``, a comparison variant, is MONAI's DynUNet with stride-2 convolutions)."""
     import torch
     from torch import nn
 
     parser = ConfigParser()
-    parser.read_config([str(bundles_dir() / BUNDLE / "configs" / n) for n in ("train.json", "unet_maxpool.json")])
-    net = parser.get_parsed_content("network_def").eval()
+    parser.read_config(str(bundles_dir() / BUNDLE / "configs" / config))
+    net = parser.get_parsed_content("unet_def").eval()
     pooled = []
     for m in net.modules():
         if isinstance(m, nn.MaxPool2d):
@@ -114,3 +126,7 @@ def test_the_paper_s_traditional_u_net_is_a_config_away_three_max_poolings_on_th
     with torch.no_grad():
         assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)  # [TFA, CT, MI] in, background and core out
     assert pooled == [(32, 32), (16, 16), (8, 8)]  # three 2x2 max-poolings
+    if config == "train.json":
+        assert parser.get("network_def") == "@unet_def"  # what stage B trains
+    else:
+        assert parser.get("fold_net#unet") == "@unet_def"  # what each fold's model runs
