@@ -41,7 +41,7 @@ def deg(radians: float) -> float:
 
 
 def random_transforms(p: ConfigParser) -> list[Any]:
-    """The training's random transforms, each ``Compose`` among them (``SliceAugmentationd``) opened."""
+    """The training's random transforms, each ``Compose`` among them opened."""
     from monai.transforms import Compose
 
     def flat(ts):

@@ -9,7 +9,7 @@ from .load_modalities import LoadModalitiesd
 from .optical_distortion import RandOpticalDistortiond, optical_distortion
 from .perfusion_features import PerfusionFeaturesd, perfusion_frames, perfusion_stage
 from .save_case import SaveCased
-from .slice_augmentation import SliceAugmentationd
+from .slice_augmentation import slice_augmentation
 from .symmetric_modalities import SymmetricModalitiesd
 from .temporal_resample import TemporalResampled, temporal_resample
 from .tfa_inputs import TFAInputsd
@@ -33,7 +33,7 @@ __all__ = [
     "perfusion_frames",
     "perfusion_stage",
     "SaveCased",
-    "SliceAugmentationd",
+    "slice_augmentation",
     "SymmetricModalitiesd",
     "TemporalResampled",
     "temporal_resample",
