@@ -3,7 +3,7 @@
 :class:`Inference` is MONAI's ``SupervisedEvaluator`` that loads the cases one at a time, in order, and attaches
 :class:`~strokezoo.engines.InferenceRoutine` (the trained weights, loaded before the first case with
 ``weights_only``; the run's figures on the console). The config states the dataset, network, inferer,
-post-processing and checkpoint, and nothing of the wiring. ``handlers`` stays a list of further handlers (the
+post-processing and checkpoint, and no loader or handler of its own. ``handlers`` stays a list of further handlers (the
 engine's ``val_handlers``), where MONAI's experiment tracking adds its own.
 """
 

@@ -3,11 +3,12 @@
 :class:`Trainer` is MONAI's ``SupervisedTrainer`` that loads its own batches (shuffled, the last incomplete batch
 dropped; under DDP each rank draws its shard and ``batch_size / ranks`` samples, so that one optimiser step sees the
 paper's batch) and attaches :class:`~strokezoo.engines.TrainingRoutine`. :class:`Validator` is MONAI's
-``SupervisedEvaluator`` that loads one case at a time (each rank its share under DDP), scores the Dice of ``pred``
+``SupervisedEvaluator`` that loads the cases in order (each rank its share under DDP), scores the Dice of ``pred``
 and ``label`` unless the bundle names its own metric, and attaches :class:`~strokezoo.engines.ValidationRoutine`.
 
 A bundle's config then states what its paper sets (the datasets, network, loss, optimiser, schedule, inferers,
-post-processing) and where the run keeps its files, and nothing of the wiring. The MONAI ids that MONAI Label and the
+post-processing), where the run keeps its files, and the engines' arguments, but no loader and no handler of the
+routines. The MONAI ids that MONAI Label and the
 bundle contract rely on stay: ``train#trainer#max_epochs``, ``train#dataset#data``, ``train#handlers`` (a list of
 further handlers, where MONAI Label adds its ``CheckpointLoader``), ``validate#dataset#data``, ``validate#evaluator``.
 """
